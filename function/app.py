@@ -1,0 +1,85 @@
+"""The ASGI app: OpenAI- and TEI-compatible embeddings, and health. Served by Mangum in Lambda and
+by uvicorn locally (`make run`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from embedding_engine.api import openai, tei
+from embedding_engine.api.http import Dialect, error_response, json_response, parse, read_json_object
+from embedding_engine.auth import ApiKeys
+from embedding_engine.engine import Engine
+from embedding_engine.errors import MethodNotAllowedError, RouteNotFoundError, ServiceError
+from embedding_engine.observability import logger
+from embedding_engine.service import EmbeddingService
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(engine: Engine) -> Starlette:
+    """Build the app around a started engine (the model is already loaded and warm)."""
+    settings = engine.settings
+    service = EmbeddingService(engine.embedder, settings)
+    api_keys = ApiKeys.from_settings(settings)
+
+    def guarded(endpoint: Endpoint, dialect: Dialect, *, public: bool = False) -> Endpoint:
+        """Check the API key, and turn every error into the dialect's shape: never a bare 500."""
+
+        async def run(request: Request) -> Response:
+            try:
+                if not public:
+                    api_keys.check(request.headers.get("authorization"))
+                return await endpoint(request)
+            except ServiceError as error:
+                return error_response(error, dialect)
+            except Exception:  # noqa: BLE001  (the request boundary: log it, answer 500, keep serving)
+                logger.exception("unhandled error", extra={"path": request.url.path})
+                return error_response(ServiceError("Internal error; it has been logged."), dialect)
+
+        return run
+
+    async def openai_embeddings(request: Request) -> Response:
+        payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
+        body = parse(openai.EmbeddingsRequest, payload)
+        content = await run_in_threadpool(openai.create_embeddings, body, service)
+        return json_response(content, max_bytes=settings.max_response_bytes)
+
+    async def tei_embed(request: Request) -> Response:
+        payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
+        body = parse(tei.EmbedRequest, payload)
+        vectors = await run_in_threadpool(tei.embed, body, service)
+        return json_response(vectors, max_bytes=settings.max_response_bytes)
+
+    async def health(request: Request) -> Response:
+        return json_response(engine.health(), max_bytes=settings.max_response_bytes)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Unknown routes and wrong methods, in the shape of the dialect the path belongs to."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        method, path = request.method, request.url.path
+        error: ServiceError
+        if status == 405:
+            error = MethodNotAllowedError(f"{method} is not allowed on {path}.")
+        elif status == 404:
+            error = RouteNotFoundError(
+                f"No route {method} {path}. Routes: POST /v1/embeddings, POST /embed, GET /health."
+            )
+        else:
+            error = ServiceError(f"HTTP {status} on {path}.")
+        dialect = Dialect.TEI if path.rstrip("/") == "/embed" else Dialect.OPENAI
+        return error_response(error, dialect)
+
+    routes = [
+        Route("/v1/embeddings", guarded(openai_embeddings, Dialect.OPENAI), methods=["POST"]),
+        Route("/embeddings", guarded(openai_embeddings, Dialect.OPENAI), methods=["POST"]),
+        Route("/embed", guarded(tei_embed, Dialect.TEI), methods=["POST"]),
+        Route("/health", guarded(health, Dialect.OPENAI, public=True), methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -1,0 +1,1 @@
+"""The HTTP dialects the service speaks: OpenAI's embeddings API and text-embeddings-inference."""

@@ -1,0 +1,45 @@
+"""`POST /embed`, the text-embeddings-inference contract."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from embedding_engine.embedder import Vectors
+from embedding_engine.errors import InvalidInputError
+from embedding_engine.service import EmbeddingService, texts_from
+
+
+class EmbedRequest(BaseModel):
+    """TEI's request body. Truncation is opt-in, as in TEI: an over-long input is an error."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    inputs: Any = Field(description="A string or a list of strings.")
+    normalize: StrictBool = True
+    truncate: StrictBool = False
+    truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
+    prompt_name: StrictStr | None = None
+    dimensions: StrictInt | None = None
+
+
+def embed(request: EmbedRequest, service: EmbeddingService) -> Vectors:
+    """A list of vectors, one per input, in input order."""
+    if request.truncation_direction.lower() != "right":
+        raise InvalidInputError(
+            "Only `truncation_direction: Right` is supported.", param="truncation_direction"
+        )
+    if request.prompt_name is not None:
+        raise InvalidInputError(
+            "`prompt_name` is not supported: prepend the prompt to each input.", param="prompt_name"
+        )
+    texts = texts_from(request.inputs, "inputs")
+    result = service.embed(
+        texts,
+        param="inputs",
+        normalize=request.normalize,
+        truncate=request.truncate,
+        dimensions=request.dimensions,
+    )
+    return result.vectors

@@ -1,0 +1,91 @@
+"""The warm engine a container holds for its whole life: settings, model, and how it started."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from embedding_engine.embedder import Embedder
+from embedding_engine.model_loader import LoadReport, load_model
+from embedding_engine.observability import METRICS_NAMESPACE, SERVICE_NAME, logger
+from embedding_engine.settings import Settings
+
+
+@dataclass
+class ContainerState:
+    """What this container knows about its own life: when init began and how many calls it took."""
+
+    init_started: float
+    initialization_type: str | None
+    invocations: int = 0
+
+    @property
+    def cold_start(self) -> bool:
+        """True when a caller waited for this container's init (Lambda's on-demand init)."""
+        return self.initialization_type in (None, "on-demand")
+
+    @property
+    def uptime_seconds(self) -> float:
+        return round(time.perf_counter() - self.init_started, 3)
+
+    def record_invocation(self) -> bool:
+        """Count an invocation; True for this container's first one."""
+        self.invocations += 1
+        return self.invocations == 1
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    embedder: Embedder
+    load_report: LoadReport
+    state: ContainerState
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, settings: Settings, *, init_started: float) -> Engine:
+        """Load, verify and warm the model; `init_started` is `time.perf_counter()` at the very
+        start of init, so that the module imports before this call count in the `imports` phase."""
+        before_load = time.perf_counter()
+        loaded = load_model(settings.model_source)
+        report = loaded.report
+        timings = dict(report.timings_ms)
+        timings["imports"] = round(timings["imports"] + (before_load - init_started) * 1000, 1)
+        timings["total"] = round((time.perf_counter() - init_started) * 1000, 1)
+        embedder = Embedder(loaded.model, model_id=settings.model_id, batch_size=settings.encode_batch_size)
+        state = ContainerState(init_started=init_started, initialization_type=settings.initialization_type)
+        _publish_init_metrics(timings, report.strategy)
+        return cls(settings=settings, embedder=embedder, load_report=report, state=state, timings_ms=timings)
+
+    def health(self) -> dict[str, Any]:
+        """What `/health` shows: the model, how it was loaded, and this container's state."""
+        report = self.load_report
+        return {
+            "status": "ok",
+            "model": self.embedder.model_id,
+            "dimensions": self.embedder.dimensions,
+            "max_sequence_length": self.embedder.max_seq_length,
+            "load_strategy": report.strategy,
+            "failed_strategies": [
+                {"strategy": attempt.strategy, "error": attempt.error} for attempt in report.failed_attempts
+            ],
+            "timings_ms": self.timings_ms,
+            "cold_start": self.state.cold_start,
+            "initialization_type": self.state.initialization_type,
+            "uptime_seconds": self.state.uptime_seconds,
+            "invocations": self.state.invocations,
+        }
+
+
+def _publish_init_metrics(timings: dict[str, float], strategy: str) -> None:
+    """Emit the init figures now, as their own EMF document (init has no invocation to flush them)."""
+    logger.info("init complete", extra={"timings_ms": timings, "load_strategy": strategy})
+    init_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+    init_metrics.add_dimension(name="load_strategy", value=strategy)
+    init_metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=timings["load"])
+    init_metrics.add_metric(name="WarmupMs", unit=MetricUnit.Milliseconds, value=timings["warmup"])
+    init_metrics.add_metric(name="InitMs", unit=MetricUnit.Milliseconds, value=timings["total"])
+    init_metrics.flush_metrics()

@@ -1,0 +1,94 @@
+"""Typed errors. Each `ServiceError` carries its HTTP status and its type name in both API dialects.
+
+This module is the one place where an error meets its HTTP status; the app only renders the shape.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ServiceError(Exception):
+    """An error whose message is safe to return to the caller."""
+
+    status_code: ClassVar[int] = 500
+    openai_type: ClassVar[str] = "server_error"
+    tei_type: ClassVar[str] = "Backend"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class MalformedRequestError(ServiceError):
+    """The body is not JSON, or not an object."""
+
+    status_code = 400
+    openai_type = "invalid_request_error"
+    tei_type = "Validation"
+
+
+class InvalidInputError(ServiceError):
+    """Well-formed JSON with a value the service cannot accept (empty text, too many inputs...)."""
+
+    status_code = 400
+    openai_type = "invalid_request_error"
+    tei_type = "Validation"
+
+
+class SchemaError(ServiceError):
+    """A field is missing, unknown or of the wrong type."""
+
+    status_code = 422
+    openai_type = "invalid_request_error"
+    tei_type = "Validation"
+
+
+class AuthenticationError(ServiceError):
+    status_code = 401
+    openai_type = "invalid_request_error"
+    tei_type = "Unauthorized"
+
+
+class RouteNotFoundError(ServiceError):
+    status_code = 404
+    openai_type = "invalid_request_error"
+    tei_type = "NotFound"
+
+
+class MethodNotAllowedError(ServiceError):
+    status_code = 405
+    openai_type = "invalid_request_error"
+    tei_type = "Validation"
+
+
+class PayloadTooLargeError(ServiceError):
+    """A request or response beyond what one synchronous Lambda invocation can carry."""
+
+    status_code = 413
+    openai_type = "invalid_request_error"
+    tei_type = "Validation"
+
+
+class InputTooLongError(PayloadTooLargeError):
+    """An input over the model's maximum sequence length while truncation is off (as TEI)."""
+
+
+class ServiceUnavailableError(ServiceError):
+    status_code = 503
+    openai_type = "server_error"
+    tei_type = "Unhealthy"
+
+
+class SettingsError(Exception):
+    """The environment holds a value the service cannot start with."""
+
+
+class ModelLoadError(Exception):
+    """No load strategy produced a model that passed its self-check: init must fail."""
+
+
+class UnsupportedEventError(Exception):
+    """An invocation event that no route of the handler accepts."""

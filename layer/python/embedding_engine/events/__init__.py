@@ -1,0 +1,40 @@
+"""One module per event source. Each route says whether it takes an event (`infer`) and handles it."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from embedding_engine.errors import UnsupportedEventError
+from embedding_engine.observability import logger
+
+
+class EventRoute(Protocol):
+    def infer(self, event: Any) -> bool:
+        """True when this route handles `event`."""
+        ...
+
+    def __call__(self, event: Any, context: Any) -> Any: ...
+
+
+def dispatch(event: Any, context: Any, routes: tuple[EventRoute, ...]) -> Any:
+    """Hand `event` to the first route that takes it; refuse anything else, clearly."""
+    for route in routes:
+        if route.infer(event):
+            return route(event, context)
+    shape = describe_event(event)
+    logger.warning("unsupported event", extra={"event_shape": shape})
+    raise UnsupportedEventError(
+        f"Unsupported event: {shape}. This function takes API Gateway (REST or HTTP API), ALB and "
+        'Function URL requests, warm-up pings ({"warmup": true} or an EventBridge "Scheduled Event"), '
+        "and S3/SQS document records."
+    )
+
+
+def describe_event(event: Any) -> str:
+    """The shape of an event, never its values (they may hold document text)."""
+    if isinstance(event, dict):
+        keys = sorted(str(key) for key in event)
+        listed = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
+        return f"a JSON object with keys [{listed}]" if keys else "an empty JSON object"
+    names = {list: "a JSON array", str: "a JSON string", bool: "a JSON boolean", type(None): "null"}
+    return names.get(type(event), f"a JSON {type(event).__name__}")

@@ -1,0 +1,46 @@
+"""Warm-up pings: answered at once from the warm model, without the HTTP stack."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from embedding_engine.engine import Engine
+
+WARMUP_PLUGIN_SOURCE = "serverless-plugin-warmup"
+PING_TEXT = "warm-up ping"
+
+
+def is_warmup_ping(event: Any) -> bool:
+    """Our schedule's input (`{"warmup": true, ...}`), a bare EventBridge "Scheduled Event"
+    (a rule with no input: this function has no other scheduled duty), or serverless-plugin-warmup."""
+    if not isinstance(event, dict):
+        return False
+    if event.get("warmup") is True:
+        return True
+    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
+        return True
+    return event.get("source") == WARMUP_PLUGIN_SOURCE
+
+
+class WarmupPing:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def infer(self, event: Any) -> bool:
+        return is_warmup_ping(event)
+
+    def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.engine.embedder.embed([PING_TEXT])
+        state = self.engine.state
+        return {
+            "warm": True,
+            "model": self.engine.embedder.model_id,
+            "first_invocation": state.invocations == 1,
+            "cold_start": state.cold_start,
+            "initialization_type": state.initialization_type,
+            "uptime_seconds": state.uptime_seconds,
+            "invocations": state.invocations,
+            "encode_ms": round((time.perf_counter() - started) * 1000, 2),
+        }

@@ -1,0 +1,180 @@
+"""Load the sentence-transformers model on the CPU, prove it is real, and recover from meta tensors.
+
+PyTorch raises `NotImplementedError: Cannot copy out of meta tensor; no data!` when a model whose
+weights were never materialised (they sit on the `meta` device) is moved to a real device. Worse, a
+model can also come back from a loader with meta tensors and no error at all. So every strategy's
+result goes through `verify_model`, and a failed strategy is followed by one that starts clean and
+lets transformers place every weight straight on the CPU. If none passes, init fails loudly: a
+container that serves wrong vectors is worse than one that does not start.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import TYPE_CHECKING
+
+from embedding_engine.errors import ModelLoadError
+from embedding_engine.observability import logger
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+PROBE_TEXT = "Serverless embeddings: a probe sentence to prove the weights are real."
+WARMUP_TEXTS = (
+    "warm-up",
+    "A short query about cold starts.",
+    "A longer passage, closer to a document chunk, so that the warm-up forward pass touches the "
+    "same kernels and buffer sizes as real requests do, and the first real request is not the one "
+    "that pays for them. " * 3,
+)
+
+LoadStrategy = Callable[[str], "SentenceTransformer"]
+
+
+class ModelCheckError(Exception):
+    """A loaded model failed its self-check (meta tensors, wrong dimension, non-finite output)."""
+
+
+@dataclass(frozen=True)
+class FailedAttempt:
+    strategy: str
+    error: str
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """How the model was loaded: the winning strategy, the ones that failed, and phase timings."""
+
+    source: str
+    strategy: str
+    failed_attempts: tuple[FailedAttempt, ...]
+    timings_ms: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: SentenceTransformer
+    report: LoadReport
+
+
+def load_on_cpu(source: str) -> SentenceTransformer:
+    """The normal path: local files only, explicitly on the CPU."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(source, device="cpu", local_files_only=True)
+
+
+def reload_materialized_on_cpu(source: str) -> SentenceTransformer:
+    """Start clean: CPU as torch's default device, and transformers places each weight on the CPU
+    as it reads it (`device_map="cpu"`), so nothing is ever created on `meta` and moved later."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    previous = torch.get_default_device()
+    if previous.type != "cpu":
+        logger.warning("torch default device reset to cpu", extra={"previous_device": str(previous)})
+    torch.set_default_device("cpu")
+    return SentenceTransformer(
+        source, device="cpu", local_files_only=True, model_kwargs={"device_map": "cpu"}
+    )
+
+
+DEFAULT_STRATEGIES: tuple[tuple[str, LoadStrategy], ...] = (
+    ("cpu", load_on_cpu),
+    ("clean-cpu-reload", reload_materialized_on_cpu),
+)
+# What a meta-tensor problem looks like: torch's NotImplementedError, transformers' RuntimeError
+# ("from_pretrained with a meta device..."), or a model that loads but fails its self-check.
+RECOVERABLE_ERRORS = (NotImplementedError, RuntimeError, ModelCheckError)
+
+_load_lock = threading.Lock()
+
+
+def verify_model(model: SentenceTransformer) -> None:
+    """Raise `ModelCheckError` unless every tensor is real and a probe encodes to a finite,
+    non-zero vector of the model's dimension."""
+    import numpy as np
+
+    tensors = chain(model.named_parameters(), model.named_buffers())
+    on_meta = [name for name, tensor in tensors if tensor.is_meta]
+    if on_meta:
+        raise ModelCheckError(f"{len(on_meta)} tensors on the meta device, first {on_meta[0]!r}")
+    dimension = model.get_embedding_dimension()
+    vector = model.encode([PROBE_TEXT], convert_to_numpy=True)
+    if vector.shape != (1, dimension):
+        raise ModelCheckError(f"probe embedding has shape {vector.shape}, expected (1, {dimension})")
+    if not np.isfinite(vector).all() or not np.any(vector):
+        raise ModelCheckError("probe embedding is not finite or is all zeros")
+
+
+def warm_up(model: SentenceTransformer) -> None:
+    """Run forward passes of the shapes real requests use, so the first request is not slower."""
+    model.encode(list(WARMUP_TEXTS), convert_to_numpy=True)
+    model.encode([WARMUP_TEXTS[1]], convert_to_numpy=True)
+
+
+def load_model(
+    source: str, strategies: Sequence[tuple[str, LoadStrategy]] = DEFAULT_STRATEGIES
+) -> LoadedModel:
+    """Load, verify and warm the model, trying `strategies` in order. Raises `ModelLoadError`."""
+    with _load_lock:
+        started = time.perf_counter()
+        import sentence_transformers  # noqa: F401  (timed: the import is a large share of init)
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no tqdm bars in CloudWatch
+        imported = time.perf_counter()
+        failures: list[FailedAttempt] = []
+        for name, strategy in strategies:
+            try:
+                model = strategy(source)
+                verify_model(model)
+            except RECOVERABLE_ERRORS as exc:
+                failures.append(FailedAttempt(name, _summarize(exc)))
+                logger.warning(
+                    "model load strategy failed", extra={"strategy": name, "error": _summarize(exc)}
+                )
+                continue
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(
+                    f"Cannot read a sentence-transformers model from {source!r}: {_summarize(exc)}. "
+                    "Set MODEL_PATH to a folder saved with SentenceTransformer.save() "
+                    "(the image bakes one in at build time)."
+                ) from exc
+            loaded = time.perf_counter()
+            warm_up(model)
+            warmed = time.perf_counter()
+            report = LoadReport(
+                source=source,
+                strategy=name,
+                failed_attempts=tuple(failures),
+                timings_ms={
+                    "imports": _ms(imported - started),
+                    "load": _ms(loaded - imported),
+                    "warmup": _ms(warmed - loaded),
+                },
+            )
+            logger.info(
+                "model ready",
+                extra={"strategy": name, "fallback": bool(failures), "timings_ms": dict(report.timings_ms)},
+            )
+            return LoadedModel(model=model, report=report)
+        tried = "; ".join(f"{failure.strategy}: {failure.error}" for failure in failures)
+        raise ModelLoadError(
+            f"Every load strategy failed for {source!r} ({tried}). Refusing to serve wrong vectors. "
+            "Check that torch is the CPU build pinned in requirements.txt, that nothing sets torch's "
+            "default device to 'meta', and that the model folder holds its weights."
+        )
+
+
+def _summarize(exc: BaseException) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first_line[:300]}"
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)

