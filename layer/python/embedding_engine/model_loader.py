@@ -2,10 +2,11 @@
 
 PyTorch raises `NotImplementedError: Cannot copy out of meta tensor; no data!` when a model whose
 weights were never materialised (they sit on the `meta` device) is moved to a real device. Worse, a
-model can also come back from a loader with meta tensors and no error at all. So every strategy's
-result goes through `verify_model`, and a failed strategy is followed by one that starts clean and
-lets transformers place every weight straight on the CPU. If none passes, init fails loudly: a
-container that serves wrong vectors is worse than one that does not start.
+model can also come back from a loader with meta tensors and no error at all, or with the garbage
+`to_empty()` leaves. So every strategy's result goes through `verify_model` (no meta tensor, a probe
+that encodes to finite values of the right dimension), and a failed strategy is followed by a clean
+reload from disk that first undoes a leaked `meta` default device. If none passes, init fails
+loudly: a container that serves wrong vectors is worse than one that does not start.
 """
 
 from __future__ import annotations
@@ -68,24 +69,25 @@ def load_on_cpu(source: str) -> SentenceTransformer:
     return SentenceTransformer(source, device="cpu", local_files_only=True)
 
 
-def reload_materialized_on_cpu(source: str) -> SentenceTransformer:
-    """Start clean: CPU as torch's default device, and transformers places each weight on the CPU
-    as it reads it (`device_map="cpu"`), so nothing is ever created on `meta` and moved later."""
+def reload_clean_on_cpu(source: str) -> SentenceTransformer:
+    """Start clean: free what the failed attempt left, undo a leaked `meta` default device (the
+    global switch that makes every new tensor a meta tensor), and read the weights from disk again."""
+    import gc
+
     import torch
     from sentence_transformers import SentenceTransformer
 
+    gc.collect()
     previous = torch.get_default_device()
     if previous.type != "cpu":
-        logger.warning("torch default device reset to cpu", extra={"previous_device": str(previous)})
-    torch.set_default_device("cpu")
-    return SentenceTransformer(
-        source, device="cpu", local_files_only=True, model_kwargs={"device_map": "cpu"}
-    )
+        logger.warning("torch default device reset", extra={"previous_device": str(previous)})
+    torch.set_default_device(None)
+    return SentenceTransformer(source, device="cpu", local_files_only=True)
 
 
 DEFAULT_STRATEGIES: tuple[tuple[str, LoadStrategy], ...] = (
     ("cpu", load_on_cpu),
-    ("clean-cpu-reload", reload_materialized_on_cpu),
+    ("clean-cpu-reload", reload_clean_on_cpu),
 )
 # What a meta-tensor problem looks like: torch's NotImplementedError, transformers' RuntimeError
 # ("from_pretrained with a meta device..."), or a model that loads but fails its self-check.
@@ -104,7 +106,10 @@ def verify_model(model: SentenceTransformer) -> None:
     if on_meta:
         raise ModelCheckError(f"{len(on_meta)} tensors on the meta device, first {on_meta[0]!r}")
     dimension = model.get_embedding_dimension()
-    vector = model.encode([PROBE_TEXT], convert_to_numpy=True)
+    try:
+        vector = model.encode([PROBE_TEXT], convert_to_numpy=True)
+    except (RuntimeError, IndexError, ValueError) as exc:  # garbage weights fail in many ways
+        raise ModelCheckError(f"probe encode failed: {_summarize(exc)}") from exc
     if vector.shape != (1, dimension):
         raise ModelCheckError(f"probe embedding has shape {vector.shape}, expected (1, {dimension})")
     if not np.isfinite(vector).all() or not np.any(vector):

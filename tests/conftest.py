@@ -1,0 +1,55 @@
+"""Session fixtures: the handler module (and so the real model) is imported once per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+# The tests run offline, as Lambda does, with the default bundled model and no API keys.
+os.environ["HF_HUB_OFFLINE"] = "1"
+for variable in ("API_KEYS", "API_KEYS_SECRET_ARN", "MODEL_PATH", "MODEL_ID", "STRICT_MODEL"):
+    os.environ.pop(variable, None)
+
+
+@pytest.fixture(scope="session")
+def handler_module() -> Any:
+    """`function/handler.py`, imported once: this is Lambda's init (model load and warm-up)."""
+    import handler
+
+    return handler
+
+
+@pytest.fixture(scope="session")
+def engine(handler_module: Any) -> Any:
+    return handler_module.engine
+
+
+@pytest.fixture(scope="session")
+def client(handler_module: Any) -> Iterator[TestClient]:
+    with TestClient(handler_module.app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def reference_model(engine: Any) -> Any:
+    """A plain `SentenceTransformer` of the same model, loaded independently of our loader."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(engine.settings.model_source, device="cpu", local_files_only=True)
+
+
+@pytest.fixture
+def make_client(engine: Any) -> Any:
+    """A client for an app built on the warm engine with some settings changed."""
+
+    def build(**overrides: Any) -> TestClient:
+        from app import create_app
+
+        return TestClient(create_app(replace(engine, settings=replace(engine.settings, **overrides))))
+
+    return build

@@ -1,0 +1,49 @@
+"""Test helpers: event fixtures, a Lambda context, vector comparisons."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+EVENTS_DIR = Path(__file__).parent / "events"
+
+
+@cache
+def _event_file(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A fresh copy of `tests/events/<name>.json` (a real payload), safe to modify."""
+    return copy.deepcopy(_event_file(name))
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes of Lambda's context object that Powertools and Mangum read."""
+
+    function_name: str = "embeddings-api"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:embeddings-api:live"
+    aws_request_id: str = "8f5e0a1c-52a3-4c1f-9d0e-2f3c4b5a6d7e"
+    log_group_name: str = "/aws/lambda/embeddings-api"
+    log_stream_name: str = "2026/11/25/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def cosine_rows(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Row-wise cosine similarity of two equally shaped 2-D arrays."""
+    left = np.asarray(a, dtype=np.float64)
+    right = np.asarray(b, dtype=np.float64)
+    dots = (left * right).sum(axis=1)
+    return dots / (np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1))

@@ -1,0 +1,98 @@
+"""`make run`'s server, for real: uvicorn on loopback, called over HTTP by curl-style requests and the
+official openai client."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from openai import OpenAI
+
+from helpers import cosine_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_run_command(port: int) -> list[str]:
+    """The Makefile's `run` recipe, with this interpreter's uvicorn and the given port."""
+    recipe = (ROOT / "Makefile").read_text(encoding="utf-8").split("\nrun:", 1)[1].splitlines()[1]
+    match = re.search(r"\$\(BIN\)/uvicorn (.+) --host \$\(HOST\) --port \$\(PORT\)", recipe)
+    assert match, f"unexpected run recipe: {recipe!r}"
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        *match.group(1).split(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "POWERTOOLS_METRICS_DISABLED": "true"}
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(make_run_command(port), cwd=ROOT, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert server.poll() is None, log_path.read_text(errors="replace")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        else:
+            pytest.fail(f"server not ready: {log_path.read_text(errors='replace')}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_curl_style_request_without_content_type(base_url: str, reference_model: Any) -> None:
+    # `curl -d '{...}'` sends application/x-www-form-urlencoded; the JSON must still be accepted.
+    response = httpx.post(
+        f"{base_url}/v1/embeddings",
+        content=b'{"input": "hello from curl"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    vector = response.json()["data"][0]["embedding"]
+    assert cosine_rows([vector], reference_model.encode(["hello from curl"])).min() >= 0.9999
+
+
+def test_the_openai_client_over_http(base_url: str, reference_model: Any) -> None:
+    client = OpenAI(base_url=f"{base_url}/v1", api_key="unused")
+    texts = ["first document", "second document"]
+    result = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+    vectors = np.array([item.embedding for item in result.data])
+    assert cosine_rows(vectors, reference_model.encode(texts)).min() >= 0.9999
+
+
+def test_tei_and_health_over_http(base_url: str) -> None:
+    assert len(httpx.post(f"{base_url}/embed", json={"inputs": ["a", "b"]}).json()) == 2
+    health = httpx.get(f"{base_url}/health").json()
+    assert health["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert health["load_strategy"] == "cpu"
