@@ -4,6 +4,7 @@ by uvicorn locally (`make run`)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,7 @@ from embedding_engine.engine import Engine
 from embedding_engine.errors import MethodNotAllowedError, RouteNotFoundError, ServiceError
 from embedding_engine.observability import logger
 from embedding_engine.service import EmbeddingService
+from embedding_engine.settings import ALB_PAYLOAD_BYTES, RESPONSE_ENVELOPE_BYTES
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -45,17 +47,28 @@ def create_app(engine: Engine) -> Starlette:
 
         return run
 
+    def response_limit(request: Request) -> int:
+        """Lambda's synchronous limit, or an ALB's smaller one when the event came through an ALB."""
+        event = request.scope.get("aws.event")
+        if isinstance(event, dict) and "elb" in event.get("requestContext", {}):
+            return min(settings.max_response_bytes, ALB_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES)
+        return settings.max_response_bytes
+
     async def openai_embeddings(request: Request) -> Response:
         payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
         body = parse(openai.EmbeddingsRequest, payload)
-        content = await run_in_threadpool(openai.create_embeddings, body, service)
-        return json_response(content, max_bytes=settings.max_response_bytes)
+        limit = response_limit(request)
+        content = await run_in_threadpool(
+            partial(openai.create_embeddings, body, service, max_response_bytes=limit)
+        )
+        return json_response(content, max_bytes=limit)
 
     async def tei_embed(request: Request) -> Response:
         payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
         body = parse(tei.EmbedRequest, payload)
-        vectors = await run_in_threadpool(tei.embed, body, service)
-        return json_response(vectors, max_bytes=settings.max_response_bytes)
+        limit = response_limit(request)
+        vectors = await run_in_threadpool(partial(tei.embed, body, service, max_response_bytes=limit))
+        return json_response(vectors, max_bytes=limit)
 
     async def health(request: Request) -> Response:
         return json_response(engine.health(), max_bytes=settings.max_response_bytes)

@@ -210,5 +210,5 @@ def test_health_reports_the_model_and_init(client: TestClient) -> None:
     assert body["load_strategy"] == "cpu"
     assert set(body["timings_ms"]) == {"imports", "load", "warmup", "total"}
     assert all(value > 0 for value in body["timings_ms"].values())
-    assert body["cold_start"] is True
+    assert body["init_cold_start"] is True
     assert body["initialization_type"] is None

@@ -23,9 +23,15 @@ class ContainerState:
     invocations: int = 0
 
     @property
-    def cold_start(self) -> bool:
-        """True when a caller waited for this container's init (Lambda's on-demand init)."""
+    def init_cold_start(self) -> bool:
+        """True when this container was started for a waiting request (Lambda's on-demand init),
+        not ahead of time (provisioned concurrency, SnapStart)."""
         return self.initialization_type in (None, "on-demand")
+
+    @property
+    def cold_start(self) -> bool:
+        """True for the invocation that waited for init: the first one after an on-demand init."""
+        return self.invocations == 1 and self.init_cold_start
 
     @property
     def uptime_seconds(self) -> float:
@@ -73,7 +79,7 @@ class Engine:
                 {"strategy": attempt.strategy, "error": attempt.error} for attempt in report.failed_attempts
             ],
             "timings_ms": self.timings_ms,
-            "cold_start": self.state.cold_start,
+            "init_cold_start": self.state.init_cold_start,
             "initialization_type": self.state.initialization_type,
             "uptime_seconds": self.state.uptime_seconds,
             "invocations": self.state.invocations,

@@ -5,6 +5,8 @@ Never log input texts: log counts, sizes and ids only.
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics
 
 SERVICE_NAME = "embeddings"
@@ -12,3 +14,6 @@ METRICS_NAMESPACE = "ServerlessEmbeddings"
 
 logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+
+# Health checks and refused requests add no metric; that is expected, not worth a line in every log.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)

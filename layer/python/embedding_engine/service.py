@@ -84,11 +84,16 @@ class EmbeddingService:
         truncate: bool = True,
         dimensions: int | None = None,
         base64: bool = False,
+        max_response_bytes: int,
     ) -> EmbeddingResult:
-        """Embed `texts`; `param` names the request field in error messages."""
+        """Embed `texts`; `param` names the request field in error messages. A batch whose response
+        cannot fit in `max_response_bytes` is refused before any work is done."""
         self._check_batch(texts, param)
         self._check_dimensions(dimensions)
-        self._check_response_fits(len(texts), dimensions or self.embedder.dimensions, base64=base64)
+        least = len(texts) * (dimensions or self.embedder.dimensions)
+        least = int(least * (BASE64_BYTES_PER_FLOAT if base64 else MIN_JSON_BYTES_PER_FLOAT))
+        if least > max_response_bytes:
+            raise response_too_large(least, max_response_bytes)
         max_tokens = self.embedder.max_seq_length
         counts = self.embedder.token_counts(texts)
         if not truncate:
@@ -135,17 +140,11 @@ class EmbeddingService:
                 param="dimensions",
             )
 
-    def _check_response_fits(self, count: int, dimensions: int, *, base64: bool) -> None:
-        per_float = BASE64_BYTES_PER_FLOAT if base64 else MIN_JSON_BYTES_PER_FLOAT
-        least = int(count * dimensions * per_float)
-        if least > self.settings.max_response_bytes:
-            raise response_too_large(least, self.settings.max_response_bytes)
-
 
 def response_too_large(size: int, limit: int) -> PayloadTooLargeError:
     """The 413 for a response that one synchronous Lambda invocation cannot return."""
     return PayloadTooLargeError(
-        f"The response would be at least {size} bytes, over the {limit} bytes a synchronous "
-        f"Lambda invocation can return. {RESPONSE_ADVICE}",
+        f"The response would be at least {size} bytes, over the {limit} bytes this invocation can "
+        f"return. {RESPONSE_ADVICE}",
         code="response_too_large",
     )

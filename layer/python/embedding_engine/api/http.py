@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from embedding_engine.errors import MalformedRequestError, PayloadTooLargeError, SchemaError, ServiceError
-from embedding_engine.service import RESPONSE_ADVICE
+from embedding_engine.service import response_too_large
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -60,11 +60,7 @@ def json_response(content: Any, *, max_bytes: int, status_code: int = 200) -> Re
     """Serialise with orjson (numpy arrays natively); refuse what a Lambda response cannot carry."""
     body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     if len(body) > max_bytes:
-        raise PayloadTooLargeError(
-            f"The response would be {len(body)} bytes, over the {max_bytes} bytes a synchronous "
-            f"Lambda invocation can return. {RESPONSE_ADVICE}",
-            code="response_too_large",
-        )
+        raise response_too_large(len(body), max_bytes)
     return Response(body, status_code=status_code, media_type="application/json")
 
 

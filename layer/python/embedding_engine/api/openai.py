@@ -23,12 +23,20 @@ class EmbeddingsRequest(BaseModel):
     user: StrictStr | None = None
 
 
-def create_embeddings(request: EmbeddingsRequest, service: EmbeddingService) -> dict[str, Any]:
+def create_embeddings(
+    request: EmbeddingsRequest, service: EmbeddingService, *, max_response_bytes: int
+) -> dict[str, Any]:
     """The OpenAI response body; vectors stay numpy arrays until serialised."""
     texts = texts_from(request.input, "input")
     model_id = served_model(request.model, service)
     as_base64 = request.encoding_format == "base64"
-    result = service.embed(texts, param="input", dimensions=request.dimensions, base64=as_base64)
+    result = service.embed(
+        texts,
+        param="input",
+        dimensions=request.dimensions,
+        base64=as_base64,
+        max_response_bytes=max_response_bytes,
+    )
     data = [
         {
             "object": "embedding",

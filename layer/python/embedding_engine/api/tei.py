@@ -24,7 +24,7 @@ class EmbedRequest(BaseModel):
     dimensions: StrictInt | None = None
 
 
-def embed(request: EmbedRequest, service: EmbeddingService) -> Vectors:
+def embed(request: EmbedRequest, service: EmbeddingService, *, max_response_bytes: int) -> Vectors:
     """A list of vectors, one per input, in input order."""
     if request.truncation_direction.lower() != "right":
         raise InvalidInputError(
@@ -41,5 +41,6 @@ def embed(request: EmbedRequest, service: EmbeddingService) -> Vectors:
         normalize=request.normalize,
         truncate=request.truncate,
         dimensions=request.dimensions,
+        max_response_bytes=max_response_bytes,
     )
     return result.vectors

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from embedding_engine.errors import UnsupportedEventError
-from embedding_engine.observability import logger
+from embedding_engine.observability import logger, metrics
 
 
 class EventRoute(Protocol):
@@ -23,6 +25,7 @@ def dispatch(event: Any, context: Any, routes: tuple[EventRoute, ...]) -> Any:
             return route(event, context)
     shape = describe_event(event)
     logger.warning("unsupported event", extra={"event_shape": shape})
+    metrics.add_metric(name="UnsupportedEvents", unit=MetricUnit.Count, value=1)
     raise UnsupportedEventError(
         f"Unsupported event: {shape}. This function takes API Gateway (REST or HTTP API), ALB and "
         'Function URL requests, warm-up pings ({"warmup": true} or an EventBridge "Scheduled Event"), '

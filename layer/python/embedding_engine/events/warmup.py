@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from embedding_engine.engine import Engine
+from embedding_engine.observability import metrics
 
 WARMUP_PLUGIN_SOURCE = "serverless-plugin-warmup"
 PING_TEXT = "warm-up ping"
@@ -33,6 +36,7 @@ class WarmupPing:
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         started = time.perf_counter()
         self.engine.embedder.embed([PING_TEXT])
+        metrics.add_metric(name="WarmupPings", unit=MetricUnit.Count, value=1)
         state = self.engine.state
         return {
             "warm": True,

@@ -1,0 +1,256 @@
+"""The function booted as Lambda boots the image: the real runtime interface client (`awslambdaric`)
+in its own process, talking HTTP to a local Runtime API (`runtime_api.RuntimeApi`).
+
+This is what the in-process tests cannot show: that importing `handler` inside the runtime client
+is the init phase (the model is loaded before the runtime asks for its first event), that the
+events arrive as the runtime delivers them and the replies go back through the Runtime API, and
+that a bad configuration fails init itself, reported to `init/error`, instead of a later invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import load_event
+from runtime_api import Result, RuntimeApi
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = REPO / "function"  # LAMBDA_TASK_ROOT in the image
+LAYER_DIR = REPO / "layer" / "python"  # /opt/python in the image
+HANDLER = "handler.lambda_handler"
+CEILING = 120.0  # seconds: a generous ceiling on anything that waits, never an expectation of speed
+# Environment that must not leak from the test session into the "Lambda" process.
+NOT_INHERITED = ("AWS_", "LAMBDA_", "_LAMBDA_", "_HANDLER", "MODEL_", "API_KEYS", "STRICT_MODEL", "PYTHON")
+PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@dataclass
+class LambdaProcess:
+    """A runtime client process, its Runtime API, and its log (stdout and stderr)."""
+
+    api: RuntimeApi
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started_at: float
+    log_at_first_next: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return read_log(self.log_path)
+
+    def invoke(self, event: Any) -> Result:
+        return self.api.invoke(event, timeout=CEILING)
+
+
+def read_log(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def lambda_environment(runtime_api: str, **overrides: str) -> dict[str, str]:
+    """What Lambda gives a function's process, with this test's Runtime API and no network."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(NOT_INHERITED) and name.lower() not in PROXIES
+    }
+    env.update(
+        AWS_LAMBDA_RUNTIME_API=runtime_api,
+        AWS_LAMBDA_FUNCTION_NAME="embeddings-api",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="2048",
+        AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
+        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/embeddings-api",
+        AWS_LAMBDA_LOG_STREAM_NAME="2026/11/25/[$LATEST]0123456789abcdef",
+        AWS_REGION="us-east-1",
+        LAMBDA_TASK_ROOT=str(FUNCTION_DIR),
+        _HANDLER=HANDLER,
+        PYTHONPATH=str(LAYER_DIR),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+    )
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def lambda_process(log_path: Path, **env_overrides: str) -> Iterator[LambdaProcess]:
+    """Run `python -m awslambdaric handler.lambda_handler` as the image's entry point does; kill it
+    on exit. When the process exits, the Runtime API's waiters are woken rather than left to time out."""
+    snapshot: list[str] = []
+    with (
+        log_path.open("wb") as log_file,
+        RuntimeApi(on_first_next=lambda: snapshot.append(read_log(log_path))) as api,
+    ):
+        started_at = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", HANDLER],
+            cwd=FUNCTION_DIR,
+            env=lambda_environment(api.address, **env_overrides),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+        def report_exit() -> None:
+            api.abort(f"the runtime process exited with code {process.wait()}; log: {log_path}")
+
+        watcher = threading.Thread(target=report_exit, name="runtime-exit-watcher", daemon=True)
+        watcher.start()
+        try:
+            yield LambdaProcess(api, process, log_path, started_at, snapshot)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=CEILING)
+            watcher.join(timeout=CEILING)
+
+
+def log_records(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of a log (Powertools' structured records), in order; other lines skipped."""
+    records = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def http_v2_get(path: str) -> dict[str, Any]:
+    """The HTTP API v2 fixture turned into a GET of `path`, without a body."""
+    event = load_event("apigw_http_v2")
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"GET {path}"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = "GET"
+    for header in ("content-length", "content-type"):
+        del event["headers"][header]
+    del event["body"]
+    return event
+
+
+def messages(text: str) -> list[str]:
+    return [str(record.get("message")) for record in log_records(text)]
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LambdaProcess, Result]]:
+    """One function process for the module, and the reply to its very first invocation (a warm-up
+    ping), taken here so that no test depends on the order the others run in."""
+    log_path = tmp_path_factory.mktemp("lambda") / "function.log"
+    with lambda_process(log_path) as function:
+        first = function.invoke(load_event("warmup_schedule_input"))
+        yield function, first
+
+
+def test_init_loads_the_model_before_the_runtime_asks_for_an_event(
+    booted: tuple[LambdaProcess, Result],
+) -> None:
+    function, _ = booted
+    assert function.api.first_next_at is not None
+    assert function.api.first_next_at > function.started_at
+    # The log as it stood when the first `next` request arrived: init had finished, model and all.
+    (log_then,) = function.log_at_first_next
+    init_messages = messages(log_then)
+    assert "model ready" in init_messages, log_then
+    assert "init complete" in init_messages, log_then
+    assert init_messages.index("model ready") < init_messages.index("init complete")
+    init_record = next(r for r in log_records(log_then) if r.get("message") == "init complete")
+    assert init_record["load_strategy"]  # the name of the strategy that loaded the model
+    assert init_record["timings_ms"]["total"] > 0
+    # Init happened once: later invocations did not load the model again.
+    assert messages(function.log()).count("model ready") == 1
+
+
+def test_first_invocation_is_the_warmup_ping_on_a_cold_container(
+    booted: tuple[LambdaProcess, Result],
+) -> None:
+    _, first = booted
+    assert first.ok, first.body
+    reply = first.json()
+    assert reply["warm"] is True
+    assert reply["first_invocation"] is True
+    assert reply["invocations"] == 1
+    assert reply["cold_start"] is True
+    assert reply["initialization_type"] == "on-demand"
+    assert reply["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_http_api_v2_embeddings_request_through_the_runtime(booted: tuple[LambdaProcess, Result]) -> None:
+    function, _ = booted
+    result = function.invoke(load_event("apigw_http_v2"))
+    assert result.ok, result.body
+    reply = result.json()
+    assert reply["statusCode"] == 200, reply
+    body = json.loads(reply["body"])
+    assert body["object"] == "list"
+    (item,) = body["data"]
+    assert len(item["embedding"]) == 384
+    assert any(value != 0 for value in item["embedding"])
+
+
+def test_later_invocations_are_not_first(booted: tuple[LambdaProcess, Result]) -> None:
+    function, _ = booted
+    ping = function.invoke({"warmup": True})
+    assert ping.ok, ping.body
+    reply = ping.json()
+    assert reply["warm"] is True
+    assert reply["first_invocation"] is False
+    assert reply["invocations"] >= 2
+    health = function.invoke(http_v2_get("/health"))
+    assert health.ok, health.body
+    status = json.loads(health.json()["body"])
+    assert status["status"] == "ok"
+    assert status["invocations"] > reply["invocations"]
+
+
+def test_unsupported_event_is_an_invocation_error_and_the_runtime_keeps_serving(
+    booted: tuple[LambdaProcess, Result],
+) -> None:
+    function, _ = booted
+    failed = function.invoke({"foo": 1})
+    assert not failed.ok
+    error = failed.json()
+    assert error["errorType"] == "UnsupportedEventError"
+    assert "Unsupported event: a JSON object with keys [foo]" in error["errorMessage"]
+    assert error["requestId"] == failed.request_id
+    # The warning was logged inside that invocation, with its request id from the Runtime API.
+    warnings = [r for r in log_records(function.log()) if r.get("message") == "unsupported event"]
+    assert warnings[-1]["function_request_id"] == failed.request_id
+
+    after = function.invoke({"warmup": True})
+    assert after.ok, after.body
+    assert after.json()["warm"] is True
+    assert function.process.poll() is None
+
+
+@pytest.mark.parametrize("model_path", ["/nonexistent", "empty folder"])
+def test_bad_model_path_fails_init_not_an_invocation(tmp_path: Path, model_path: str) -> None:
+    if model_path == "empty folder":
+        model_path = str(tmp_path / "no-model")
+        Path(model_path).mkdir()
+    with lambda_process(tmp_path / "function.log", MODEL_PATH=model_path) as function:
+        init_error = function.api.wait_for_init_error(timeout=CEILING)
+        returncode = function.process.wait(timeout=CEILING)
+        log = function.log()
+    assert init_error.error_type is not None
+    assert "SettingsError" in init_error.error_type
+    error = init_error.json()
+    assert error["errorType"] == "SettingsError"
+    assert f"MODEL_PATH={model_path!r}" in error["errorMessage"]
+    assert returncode != 0, log
+    # The runtime never asked for an event: nothing was ever served from this container.
+    assert function.api.first_next_at is None
+    assert function.api.next_requests == 0
+    assert "model ready" not in messages(log)
