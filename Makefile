@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt layer/pyproject.toml
 	touch $@
 
 run: install
-	POWERTOOLS_METRICS_DISABLED=true $(BIN)/uvicorn --app-dir function handler:app --host $(HOST) --port $(PORT)
+	POWERTOOLS_METRICS_DISABLED=true $(BIN)/python function/local_server.py --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from embedding_engine.api import openai, tei
+from embedding_engine.api import openai, search, tei
 from embedding_engine.api.http import Dialect, error_response, json_response, parse, read_json_object
 from embedding_engine.auth import ApiKeys
 from embedding_engine.engine import Engine
@@ -70,6 +70,12 @@ def create_app(engine: Engine) -> Starlette:
         vectors = await run_in_threadpool(partial(tei.embed, body, service, max_response_bytes=limit))
         return json_response(vectors, max_bytes=limit)
 
+    async def search_chunks(request: Request) -> Response:
+        payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
+        body = parse(search.SearchRequest, payload)
+        content = await run_in_threadpool(search.search, body, engine.embedder, engine.store)
+        return json_response(content, max_bytes=response_limit(request))
+
     async def health(request: Request) -> Response:
         return json_response(engine.health(), max_bytes=settings.max_response_bytes)
 
@@ -82,7 +88,8 @@ def create_app(engine: Engine) -> Starlette:
             error = MethodNotAllowedError(f"{method} is not allowed on {path}.")
         elif status == 404:
             error = RouteNotFoundError(
-                f"No route {method} {path}. Routes: POST /v1/embeddings, POST /embed, GET /health."
+                f"No route {method} {path}. Routes: POST /v1/embeddings, POST /embed, POST /search, "
+                "GET /health."
             )
         else:
             error = ServiceError(f"HTTP {status} on {path}.")
@@ -93,6 +100,7 @@ def create_app(engine: Engine) -> Starlette:
         Route("/v1/embeddings", guarded(openai_embeddings, Dialect.OPENAI), methods=["POST"]),
         Route("/embeddings", guarded(openai_embeddings, Dialect.OPENAI), methods=["POST"]),
         Route("/embed", guarded(tei_embed, Dialect.TEI), methods=["POST"]),
+        Route("/search", guarded(search_chunks, Dialect.OPENAI), methods=["POST"]),
         Route("/health", guarded(health, Dialect.OPENAI, public=True), methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

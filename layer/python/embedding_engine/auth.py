@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 
 from embedding_engine.errors import AuthenticationError, SettingsError
+from embedding_engine.secrets import read_secret
 from embedding_engine.settings import Settings
 
 
@@ -44,17 +45,6 @@ class ApiKeys:
             matched |= hmac.compare_digest(candidate, key)
         if not matched:
             raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
-
-
-def read_secret(secret_arn: str) -> str:
-    """The secret's string value (boto3 honours AWS_ENDPOINT_URL, which is how tests use moto)."""
-    import boto3
-
-    response = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)
-    secret = response.get("SecretString")
-    if not secret:
-        raise SettingsError(f"The secret {secret_arn} has no string value; store the API keys as text.")
-    return str(secret)
 
 
 def keys_from_secret(secret: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,11 @@ class Embedder:
         self._raw_model: SentenceTransformer | None = None
         if modules and isinstance(modules[-1], Normalize):
             self._raw_model = type(model)(modules=modules[:-1], device="cpu")
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's own Hugging Face tokenizer."""
+        return self._tokenizer
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text, special tokens included, before any truncation."""

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from embedding_engine.embedder import Embedder
+from embedding_engine.errors import StoreUnavailableError
 from embedding_engine.model_loader import LoadReport, load_model
 from embedding_engine.observability import METRICS_NAMESPACE, SERVICE_NAME, logger
 from embedding_engine.settings import Settings
+
+if TYPE_CHECKING:  # the indexing modules (psycopg, pypdf...) load only when a store is configured
+    from embedding_engine.indexing.pipeline import Indexer
+    from embedding_engine.indexing.store import ChunkStore
 
 
 @dataclass
@@ -50,21 +55,42 @@ class Engine:
     load_report: LoadReport
     state: ContainerState
     timings_ms: dict[str, float] = field(default_factory=dict)
+    store: ChunkStore | None = None
+    indexer: Indexer | None = None
 
     @classmethod
     def start(cls, settings: Settings, *, init_started: float) -> Engine:
-        """Load, verify and warm the model; `init_started` is `time.perf_counter()` at the very
-        start of init, so that the module imports before this call count in the `imports` phase."""
+        """Load, verify and warm the model, and connect the document store when one is configured.
+        `init_started` is `time.perf_counter()` at the very start of init, so that the module imports
+        before this call count in the `imports` phase."""
         before_load = time.perf_counter()
         loaded = load_model(settings.model_source)
         report = loaded.report
         timings = dict(report.timings_ms)
         timings["imports"] = round(timings["imports"] + (before_load - init_started) * 1000, 1)
-        timings["total"] = round((time.perf_counter() - init_started) * 1000, 1)
         embedder = Embedder(loaded.model, model_id=settings.model_id, batch_size=settings.encode_batch_size)
+        store = indexer = None
+        if settings.store_configured:
+            from embedding_engine.indexing.fetch import S3Fetcher
+            from embedding_engine.indexing.pipeline import Indexer
+
+            before_store = time.perf_counter()
+            store = open_store(settings, embedder)
+            fetcher = S3Fetcher(max_bytes=settings.max_document_bytes)
+            indexer = Indexer(embedder, store, fetcher=fetcher, overlap_tokens=settings.chunk_overlap_tokens)
+            timings["store"] = round((time.perf_counter() - before_store) * 1000, 1)
+        timings["total"] = round((time.perf_counter() - init_started) * 1000, 1)
         state = ContainerState(init_started=init_started, initialization_type=settings.initialization_type)
         _publish_init_metrics(timings, report.strategy)
-        return cls(settings=settings, embedder=embedder, load_report=report, state=state, timings_ms=timings)
+        return cls(
+            settings=settings,
+            embedder=embedder,
+            load_report=report,
+            state=state,
+            timings_ms=timings,
+            store=store,
+            indexer=indexer,
+        )
 
     def health(self) -> dict[str, Any]:
         """What `/health` shows: the model, how it was loaded, and this container's state."""
@@ -83,7 +109,24 @@ class Engine:
             "initialization_type": self.state.initialization_type,
             "uptime_seconds": self.state.uptime_seconds,
             "invocations": self.state.invocations,
+            "document_store": "configured" if self.store is not None else "not configured",
         }
+
+
+def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
+    """The document store, connected during init (pre-warmed) when the database answers; if it does
+    not, init goes on and the store reconnects on first use. A schema built for another model fails
+    init: vectors of different models must never be mixed."""
+    from embedding_engine.indexing.store import ChunkStore, url_from_secret
+    from embedding_engine.secrets import read_secret
+
+    url = settings.database_url or url_from_secret(read_secret(str(settings.database_secret_arn)))
+    store = ChunkStore(url, model_id=embedder.model_id, dimensions=embedder.dimensions)
+    try:
+        store.connect()
+    except StoreUnavailableError:
+        logger.warning("document store unreachable during init; it will reconnect on first use")
+    return store
 
 
 def _publish_init_metrics(timings: dict[str, float], strategy: str) -> None:

@@ -82,6 +82,10 @@ class ServiceUnavailableError(ServiceError):
     tei_type = "Unhealthy"
 
 
+class StoreUnavailableError(ServiceUnavailableError):
+    """The document store is not configured, or cannot be reached right now."""
+
+
 class SettingsError(Exception):
     """The environment holds a value the service cannot start with."""
 
@@ -90,5 +94,25 @@ class ModelLoadError(Exception):
     """No load strategy produced a model that passed its self-check: init must fail."""
 
 
+class StoreMismatchError(Exception):
+    """The database holds vectors of another model or dimension: mixing them would corrupt search."""
+
+
+class ObjectSkippedError(Exception):
+    """An S3 object deliberately not indexed (gone, or over the size cap): acknowledged, not retried."""
+
+
 class UnsupportedEventError(Exception):
     """An invocation event that no route of the handler accepts."""
+
+
+class DocumentError(Exception):
+    """A document that can never be indexed as it is; retrying the same bytes will not help."""
+
+
+class UnsupportedDocumentError(DocumentError):
+    """A content type or extension the extractor does not read."""
+
+
+class CorruptDocumentError(DocumentError):
+    """A document of a supported type whose bytes cannot be read (a broken PDF, say)."""

@@ -35,6 +35,11 @@ class Settings:
     api_keys_secret_arn: str | None = None
     # Set by Lambda during init: "on-demand", "provisioned-concurrency" or "snap-start".
     initialization_type: str | None = None
+    # The document store (PostgreSQL + pgvector): a URL, or a Secrets Manager secret holding one.
+    database_url: str | None = None
+    database_secret_arn: str | None = None
+    max_document_bytes: int = 20 * 1024 * 1024
+    chunk_overlap_tokens: int = 32
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,21 +50,29 @@ class Settings:
             model_source=model_source,
             model_id=model_id,
             strict_model=_flag(env, "STRICT_MODEL", default=False),
-            max_inputs=_positive_int(env, "MAX_INPUTS", 2048),
-            max_total_tokens=_positive_int(env, "MAX_TOTAL_TOKENS", 300_000),
-            max_request_bytes=_positive_int(env, "MAX_REQUEST_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES),
-            max_response_bytes=_positive_int(
+            max_inputs=_integer(env, "MAX_INPUTS", 2048),
+            max_total_tokens=_integer(env, "MAX_TOTAL_TOKENS", 300_000),
+            max_request_bytes=_integer(env, "MAX_REQUEST_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES),
+            max_response_bytes=_integer(
                 env, "MAX_RESPONSE_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
             ),
-            encode_batch_size=_positive_int(env, "ENCODE_BATCH_SIZE", 32),
+            encode_batch_size=_integer(env, "ENCODE_BATCH_SIZE", 32),
             api_keys=tuple(key.strip() for key in env.get("API_KEYS", "").split(",") if key.strip()),
             api_keys_secret_arn=env.get("API_KEYS_SECRET_ARN") or None,
             initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") or None,
+            database_url=env.get("DATABASE_URL") or None,
+            database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
+            max_document_bytes=_integer(env, "MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
+            chunk_overlap_tokens=_integer(env, "CHUNK_OVERLAP_TOKENS", 32, minimum=0),
         )
 
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys or self.api_keys_secret_arn)
+
+    @property
+    def store_configured(self) -> bool:
+        return bool(self.database_url or self.database_secret_arn)
 
 
 def bundled_model_path() -> Path | None:
@@ -104,7 +117,7 @@ def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false.")
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -112,6 +125,7 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not an integer.") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={value} must be a positive integer.")
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise SettingsError(f"{name}={value} must be {kind}.")
     return value

@@ -1,0 +1,44 @@
+"""`POST /search`: semantic search over the indexed chunks, with the same warm model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
+
+from embedding_engine.embedder import Embedder
+from embedding_engine.errors import InvalidInputError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from embedding_engine.indexing.store import ChunkStore
+
+MAX_K = 100
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    query: StrictStr
+    k: StrictInt = 5
+    source_prefix: StrictStr | None = None
+
+
+def search(request: SearchRequest, embedder: Embedder, store: ChunkStore | None) -> dict[str, Any]:
+    """`{"hits": [{"text", "source", "chunk", "score"}...]}`, best first (score: cosine similarity)."""
+    if not request.query.strip():
+        raise InvalidInputError("`query` must not be empty.", param="query")
+    if not 1 <= request.k <= MAX_K:
+        raise InvalidInputError(f"`k` must be between 1 and {MAX_K}; got {request.k}.", param="k")
+    if store is None:
+        raise StoreUnavailableError(
+            "No document store is configured: set DATABASE_URL or DATABASE_SECRET_ARN "
+            "(`make run` starts a local PostgreSQL)."
+        )
+    [vector] = embedder.embed([request.query])
+    hits = store.search(vector, k=request.k, source_prefix=request.source_prefix)
+    return {
+        "hits": [
+            {"text": hit.text, "source": hit.source, "chunk": hit.chunk, "score": round(hit.score, 6)}
+            for hit in hits
+        ]
+    }

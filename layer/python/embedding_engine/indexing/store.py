@@ -1,0 +1,297 @@
+"""The document store: chunks and their vectors in PostgreSQL + pgvector, through psycopg 3.
+
+Exactly-once effect on at-least-once events: each document row remembers the S3 `sequencer` of the
+last event applied to it, and a document's chunks are replaced, or deleted, in one transaction under
+a per-document advisory lock, only when the incoming event is newer. Re-deliveries, re-uploads and
+out-of-order events therefore never duplicate rows nor resurrect a deleted document.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from embedding_engine.errors import SettingsError, StoreMismatchError, StoreUnavailableError
+from embedding_engine.observability import logger
+
+T = TypeVar("T")
+SEQUENCER_WIDTH = 64
+SCHEMA_LOCK = 4_242_001  # advisory lock id: one schema migration at a time across containers
+SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE IF NOT EXISTS index_settings (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    model_id text NOT NULL,
+    dimensions integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    source text PRIMARY KEY,
+    sequencer text NOT NULL,
+    version text,
+    deleted boolean NOT NULL DEFAULT false,
+    chunk_count integer NOT NULL DEFAULT 0,
+    metadata jsonb NOT NULL DEFAULT '{{}}',
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id text PRIMARY KEY,
+    source text NOT NULL REFERENCES documents (source) ON DELETE CASCADE,
+    version text,
+    sequencer text NOT NULL,
+    chunk_index integer NOT NULL,
+    text text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{{}}',
+    embedding vector({dimensions}) NOT NULL,
+    indexed_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (source, chunk_index)
+);
+CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops);
+"""
+
+
+def normalize_sequencer(sequencer: str) -> str:
+    """S3 sequencers are hex strings of varying length: left-pad them so text order is numeric order."""
+    value = sequencer.strip().lower()
+    if not value or any(char not in "0123456789abcdef" for char in value):
+        raise ValueError(f"not a hexadecimal sequencer: {sequencer!r}")
+    return value.rjust(SEQUENCER_WIDTH, "0")
+
+
+def url_from_secret(secret: str) -> str:
+    """A database URL from a secret: the URL itself, or RDS's JSON (username, password, host...)."""
+    import json
+
+    if secret.startswith(("postgres://", "postgresql://")):
+        return secret
+    try:
+        fields = json.loads(secret)
+        user, password = quote(fields["username"], safe=""), quote(fields["password"], safe="")
+        host, port = fields["host"], fields.get("port", 5432)
+        database = fields.get("dbname") or fields.get("database") or "postgres"
+    except (ValueError, KeyError, TypeError):
+        raise SettingsError(
+            "The database secret must be a postgresql:// URL or RDS-style JSON with username, "
+            "password, host, port and dbname."
+        ) from None
+    return f"postgresql://{user}:{password}@{host}:{port}/{database}"
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    index: int
+    text: str
+    embedding: np.ndarray[Any, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    text: str
+    source: str
+    chunk: int
+    score: float
+
+
+class ChunkStore:
+    """One connection per container, opened at init when configured, reopened after a failure."""
+
+    def __init__(self, url: str, *, model_id: str, dimensions: int, connect_timeout: int = 5) -> None:
+        self._url = url
+        self.model_id = model_id
+        self.dimensions = dimensions
+        self._connect_timeout = connect_timeout
+        self._connection: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> None:
+        """Open the connection and create or check the schema (raises `StoreUnavailableError`)."""
+        self._run(lambda connection: None)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def has_applied(self, source: str, sequencer: str) -> bool:
+        """True when this event, or a later one, was already applied to `source` (a cheap pre-check;
+        the writes check again under the document's lock)."""
+        sequencer = normalize_sequencer(sequencer)
+
+        def query(connection: psycopg.Connection[Any]) -> bool:
+            row = connection.execute(
+                "SELECT sequencer FROM documents WHERE source = %s", (source,)
+            ).fetchone()
+            return row is not None and str(row[0]) >= sequencer
+
+        return self._run(query)
+
+    def replace_document(
+        self,
+        source: str,
+        *,
+        sequencer: str,
+        version: str | None,
+        chunks: Sequence[StoredChunk],
+        metadata: dict[str, Any],
+    ) -> bool:
+        """Replace the document's chunks in one transaction; False if a newer event was applied."""
+        sequencer = normalize_sequencer(sequencer)
+
+        def write(connection: psycopg.Connection[Any]) -> bool:
+            with connection.transaction():
+                if not _claim(connection, source, sequencer):
+                    return False
+                _upsert_document(connection, source, sequencer, version, False, len(chunks), metadata)
+                connection.execute("DELETE FROM chunks WHERE source = %s", (source,))
+                with connection.cursor() as cursor:
+                    cursor.executemany(
+                        "INSERT INTO chunks (id, source, version, sequencer, chunk_index, text, metadata,"
+                        " embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        [
+                            (
+                                chunk_id(source, c.index),
+                                source,
+                                version,
+                                sequencer,
+                                c.index,
+                                c.text,
+                                Jsonb(c.metadata),
+                                c.embedding,
+                            )
+                            for c in chunks
+                        ],
+                    )
+                return True
+
+        return self._run(write)
+
+    def delete_document(self, source: str, *, sequencer: str) -> bool:
+        """Remove the document's chunks and leave a tombstone; False if a newer event was applied."""
+        sequencer = normalize_sequencer(sequencer)
+
+        def write(connection: psycopg.Connection[Any]) -> bool:
+            with connection.transaction():
+                if not _claim(connection, source, sequencer):
+                    return False
+                _upsert_document(connection, source, sequencer, None, True, 0, {})
+                connection.execute("DELETE FROM chunks WHERE source = %s", (source,))
+                return True
+
+        return self._run(write)
+
+    def search(self, query: np.ndarray[Any, Any], *, k: int, source_prefix: str | None) -> list[SearchHit]:
+        """The `k` chunks nearest to `query` by cosine distance, optionally under a source prefix."""
+
+        def read(connection: psycopg.Connection[Any]) -> list[SearchHit]:
+            with connection.transaction():
+                if source_prefix:
+                    # Filtered HNSW scans keep going until k rows pass the filter (pgvector >= 0.8).
+                    connection.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                rows = connection.execute(
+                    "SELECT text, source, chunk_index, 1 - (embedding <=> %(q)s) FROM chunks"
+                    " WHERE %(prefix)s::text IS NULL OR starts_with(source, %(prefix)s)"
+                    " ORDER BY embedding <=> %(q)s LIMIT %(k)s",
+                    {"q": query, "prefix": source_prefix or None, "k": k},
+                ).fetchall()
+            return [SearchHit(text=r[0], source=r[1], chunk=r[2], score=float(r[3])) for r in rows]
+
+        return self._run(read)
+
+    def _run(self, operation: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run `operation`, reconnecting once: a connection idle across a Lambda freeze may be dead.
+        Every operation is one idempotent transaction, so running it again is safe."""
+        with self._lock:
+            try:
+                return operation(self._open())
+            except psycopg.OperationalError:
+                self.close()
+                logger.warning("document store connection failed; reconnecting")
+            try:
+                return operation(self._open())
+            except psycopg.OperationalError as exc:
+                self.close()
+                raise StoreUnavailableError(
+                    "The document store is unavailable; the operation can be retried."
+                ) from exc
+
+    def _open(self) -> psycopg.Connection[Any]:
+        if self._connection is not None and not self._connection.closed and not self._connection.broken:
+            return self._connection
+        from pgvector.psycopg import register_vector
+
+        connection = psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout)
+        try:
+            self._ensure_schema(connection)
+            register_vector(connection)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    def _ensure_schema(self, connection: psycopg.Connection[Any]) -> None:
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            for statement in SCHEMA.format(dimensions=self.dimensions).split(";"):
+                if statement.strip():
+                    connection.execute(statement.encode())
+            connection.execute(
+                "INSERT INTO index_settings (model_id, dimensions) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (self.model_id, self.dimensions),
+            )
+            row = connection.execute(
+                "SELECT s.model_id, s.dimensions, a.atttypmod FROM index_settings s, pg_attribute a"
+                " WHERE a.attrelid = 'chunks'::regclass AND a.attname = 'embedding'"
+            ).fetchone()
+        assert row is not None
+        stored_model, stored_dimensions, column_dimensions = row
+        if (stored_model, stored_dimensions, column_dimensions) != (
+            self.model_id,
+            self.dimensions,
+            self.dimensions,
+        ):
+            raise StoreMismatchError(
+                f"The database's chunks were indexed with {stored_model} ({column_dimensions} dimensions); "
+                f"this function serves {self.model_id} ({self.dimensions}). Point DATABASE_URL at a "
+                "database for this model, or re-index into an empty one: vectors of different models "
+                "must never be mixed."
+            )
+
+
+def chunk_id(source: str, index: int) -> str:
+    """Stable: the same document position always has the same id."""
+    import hashlib
+
+    return hashlib.sha256(f"{source}\x00{index}".encode()).hexdigest()[:32]
+
+
+def _claim(connection: psycopg.Connection[Any], source: str, sequencer: str) -> bool:
+    """Lock the document for this transaction; True when `sequencer` is newer than what was applied."""
+    connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (source,))
+    row = connection.execute("SELECT sequencer FROM documents WHERE source = %s", (source,)).fetchone()
+    return row is None or str(row[0]) < sequencer
+
+
+def _upsert_document(
+    connection: psycopg.Connection[Any],
+    source: str,
+    sequencer: str,
+    version: str | None,
+    deleted: bool,
+    chunk_count: int,
+    metadata: dict[str, Any],
+) -> None:
+    connection.execute(
+        "INSERT INTO documents (source, sequencer, version, deleted, chunk_count, metadata, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, now()) ON CONFLICT (source) DO UPDATE SET"
+        " sequencer = EXCLUDED.sequencer, version = EXCLUDED.version, deleted = EXCLUDED.deleted,"
+        " chunk_count = EXCLUDED.chunk_count, metadata = EXCLUDED.metadata, updated_at = now()",
+        (source, sequencer, version, deleted, chunk_count, Jsonb(metadata)),
+    )

@@ -1,0 +1,265 @@
+"""Document extraction: encodings, plain text, Markdown, HTML and PDF from real bytes."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import random
+import traceback
+import zipfile
+from pathlib import PurePosixPath
+
+import pytest
+from fpdf import FPDF
+from pypdf import PdfWriter
+
+from embedding_engine.errors import CorruptDocumentError, DocumentError, UnsupportedDocumentError
+from embedding_engine.indexing.documents import (
+    SUPPORTED_EXTENSIONS,
+    decode_text,
+    detect_kind,
+    extract_text,
+)
+
+SECRET = "Confidential merger plans for Zephyr Corp"
+
+
+def make_pdf(pages: list[str], *, title: str | None = None, compress: bool = True) -> bytes:
+    """A real PDF from fpdf2, one string per page ("" makes a page without text)."""
+    pdf = FPDF()
+    pdf.set_compression(compress)
+    pdf.set_font("helvetica", size=12)
+    if title is not None:
+        pdf.set_title(title)
+    for text in pages:
+        pdf.add_page()
+        if text:
+            pdf.multi_cell(0, 10, text)
+    return bytes(pdf.output())
+
+
+REAL_PDF = make_pdf([SECRET, SECRET], compress=False)  # uncompressed: the secret is in its bytes
+
+
+def encrypt_pdf(data: bytes, *, user_password: str) -> bytes:
+    writer = PdfWriter(clone_from=io.BytesIO(data))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("inner.txt", SECRET)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "text", "encoding"),
+    [
+        ("Hello, wörld ✓".encode(), "Hello, wörld ✓", "utf-8"),
+        (codecs.BOM_UTF8 + "Grüße".encode(), "Grüße", "utf-8-sig"),
+        (codecs.BOM_UTF16_LE + "Grüße".encode("utf-16-le"), "Grüße", "utf-16"),
+        (codecs.BOM_UTF16_BE + "Grüße".encode("utf-16-be"), "Grüße", "utf-16"),
+        ("Grüße".encode("utf-32"), "Grüße", "utf-32"),
+        ("café".encode("cp1252"), "café", "cp1252"),
+        ("Le café est très bon, déjà vu.".encode("cp1252"), "Le café est très bon, déjà vu.", "cp1252"),
+        ("naïve façade — “quotes” €5".encode("cp1252"), "naïve façade — “quotes” €5", "cp1252"),
+        ("Grüße aus Köln, schöne Straße.".encode("latin-1"), "Grüße aus Köln, schöne Straße.", "cp1252"),
+        ("Привет, как дела? Это тест.".encode("cp1251"), "Привет, как дела? Это тест.", "cp1251"),
+    ],
+)
+def test_decode_text(data: bytes, text: str, encoding: str) -> None:
+    assert decode_text(data) == (text, encoding)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff",
+        b"ok \xc3\x28 ok",
+        bytes(range(256)),
+        codecs.BOM_UTF16_LE + b"\x00",
+        random.Random(7).randbytes(4096),
+    ],
+)
+def test_bad_bytes_never_raise(data: bytes) -> None:
+    text, encoding = decode_text(data)
+    assert isinstance(text, str)
+    codecs.lookup(encoding)
+    assert "\x00" not in extract_text(data, key="noise.txt").text
+
+
+def test_plain_text_is_tidied_but_keeps_paragraphs() -> None:
+    data = b"\n\nline one  \r\nline two\rline\x00 three\n\n\n\n  next para\n\n"
+    document = extract_text(data, key="notes.txt")
+    assert document.text == "line one\nline two\nline three\n\n  next para"
+    assert document.content_type == "text/plain"
+    assert document.metadata == {"encoding": "utf-8"}
+
+
+def test_markdown_is_kept_as_written() -> None:
+    markdown = "# Title\n\nSome *emphasis*, a [link](https://example.com).\n\n- one\n  - nested\n\n    code()"
+    document = extract_text(markdown.encode(), key="docs/README.MD", content_type="binary/octet-stream")
+    assert document == extract_text(markdown.encode(), key="x", content_type="text/markdown")
+    assert (document.text, document.content_type) == (markdown, "text/markdown")
+
+
+PAGE = b"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title> Caf&eacute; &amp; Co </title>
+<style>body { color: red }</style><script>var token = "script text";</script></head>
+<body><noscript>noscript text</noscript><!-- comment text -->
+<nav><a href="/">Home</a> | <a href="/menu">Menu</a></nav>
+<article><h1>Opening hours</h1><p>We open at <b>8&nbsp;am</b>
+   and close at 6&nbsp;pm.</p><div>Closed on <div>Sundays.</div></div></article>
+<template><p>template text</p></template><svg><title>svg title</title><text>svg text</text></svg>
+</body></html>"""
+
+
+def test_html_visible_text_and_title() -> None:
+    document = extract_text(PAGE, key="site/index.html")
+    assert document.text == (
+        "Home | Menu\n\nOpening hours\n\nWe open at 8 am and close at 6 pm.\n\nClosed on\n\nSundays."
+    )
+    assert document.content_type == "text/html"
+    assert document.metadata == {"encoding": "utf-8", "title": "Café & Co"}
+    for hidden in ("script text", "noscript", "comment", "template", "svg", "color"):
+        assert hidden not in document.text
+
+
+@pytest.mark.parametrize(
+    ("markup", "text"),
+    [
+        ("<p>one</p><p>two</p>", "one\n\ntwo"),
+        ("<div>a<div>b</div>c</div>", "a\n\nb\n\nc"),
+        ("<h2>Heading</h2>Body text", "Heading\n\nBody text"),
+        ("a<br>b<br/>c", "a\nb\nc"),
+        ("<span>x</span>  \n\t <span>y</span><span>z</span>", "x yz"),
+        ("<ul><li>One</li><li>Two</li></ul>after", "One\nTwo\n\nafter"),
+        ("<table><tr><th>a</th><td>b</td></tr><tr><td>c</td><td>d</td></tr></table>", "a b\nc d"),
+        ("<p>&lt;tag&gt; &amp; &eacute;t&eacute; &#8364;5 caf&#xe9;</p>", "<tag> & été €5 café"),
+        ("<pre>def f():\n    return 1</pre><p>after</p>", "def f():\n    return 1\n\nafter"),
+        ("<script>if (a < b) { x() }</script><style>p{}</style>seen<!-- unseen -->", "seen"),
+        ("<p>unclosed <b>tags <i>everywhere", "unclosed tags everywhere"),
+        ("", ""),
+    ],
+)
+def test_html_blocks_and_entities(markup: str, text: str) -> None:
+    document = extract_text(markup.encode(), key="page.htm")
+    assert document.text == text
+    assert "title" not in document.metadata
+
+
+@pytest.mark.parametrize(
+    ("head", "title"),
+    [("<title>A &lt;b&gt;\n  title</title>", "A <b> title"), ("<title>  </title>", None), ("", None)],
+)
+def test_html_title(head: str, title: str | None) -> None:
+    markup = f"<html><head>{head}</head><body><svg><title>icon</title></svg>text</body></html>"
+    document = extract_text(markup.encode(), key="page.html")
+    assert document.metadata.get("title") == title
+    assert document.text == "text"
+
+
+def test_html_in_a_legacy_encoding() -> None:
+    markup = "<html><body><p>Le café est très bon.</p></body></html>".encode("cp1252")
+    document = extract_text(markup, key="old.html", content_type="text/html; charset=iso-8859-1")
+    assert (document.text, document.metadata["encoding"]) == ("Le café est très bon.", "cp1252")
+
+
+def test_malformed_html_is_read_or_corrupt_never_leaked() -> None:
+    # Python 3.11's html.parser raises AssertionError on a bad "<![" section; newer ones skip it.
+    try:
+        document = extract_text(f"<p>{SECRET}</p><![x9>".encode(), key="broken.html")
+    except CorruptDocumentError as error:
+        assert "broken.html" in str(error) and SECRET not in str(error)
+    else:
+        assert SECRET in document.text
+
+
+def test_multi_page_pdf() -> None:
+    pages = ["Alpha page text.", "Bravo page text.\nSecond line.", "Charlie page text."]
+    document = extract_text(make_pdf(pages, title="Quarterly Report"), key="reports/q3.pdf")
+    assert document.text == "Alpha page text.\n\nBravo page text.\nSecond line.\n\nCharlie page text."
+    assert document.content_type == "application/pdf"
+    assert document.metadata == {"pages": 3, "title": "Quarterly Report"}
+
+
+def test_pdf_without_text_is_empty_not_an_error() -> None:
+    document = extract_text(make_pdf(["", ""]), key="scan.pdf")
+    assert document == extract_text(make_pdf(["", ""]), key="scan", content_type="application/pdf")
+    assert (document.text, document.metadata) == ("", {"pages": 2})
+
+
+def test_pdf_encrypted_without_a_user_password_is_read() -> None:
+    data = encrypt_pdf(make_pdf(["Readable page."]), user_password="")
+    assert extract_text(data, key="restricted.pdf").text == "Readable page."
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(REAL_PDF[: len(REAL_PDF) // 2], id="truncated-half"),
+        pytest.param(REAL_PDF[:-12], id="truncated-tail"),
+        pytest.param(random.Random(1).randbytes(3000), id="random-bytes"),
+        pytest.param(b"", id="empty"),
+        pytest.param(SECRET.encode(), id="text-named-pdf"),
+        pytest.param(encrypt_pdf(REAL_PDF, user_password="s3cret"), id="password-protected"),
+    ],
+)
+def test_corrupt_pdf(data: bytes) -> None:
+    with pytest.raises(CorruptDocumentError) as caught:
+        extract_text(data, key="inbox/broken.pdf", content_type="binary/octet-stream")
+    assert "inbox/broken.pdf" in str(caught.value)
+    assert SECRET not in "".join(traceback.format_exception(caught.value))
+
+
+@pytest.mark.parametrize(
+    ("key", "content_type", "kind"),
+    [
+        ("notes.txt", None, "text/plain"),
+        ("NOTES.TEXT", "binary/octet-stream", "text/plain"),
+        ("docs/readme.Md", "application/octet-stream", "text/markdown"),
+        ("guide.markdown", "", "text/markdown"),
+        ("site/Index.HTM", None, "text/html"),
+        ("a.b/report.PDF", "binary/octet-stream", "application/pdf"),
+        ("upload.bin", "application/pdf", "application/pdf"),
+        ("page.txt", "text/html; charset=iso-8859-1", "text/html"),
+        ("report.pdf", "text/plain", "text/plain"),
+        ("blob", "TEXT/Markdown; charset=UTF-8", "text/markdown"),
+        ("page.xhtml", "application/xhtml+xml", "text/html"),
+    ],
+)
+def test_detect_kind(key: str, content_type: str | None, kind: str) -> None:
+    assert detect_kind(key, content_type) == kind
+
+
+@pytest.mark.parametrize(
+    ("key", "content_type", "data"),
+    [
+        ("photos/cat.png", "image/png", b"\x89PNG\r\n\x1a\n" + SECRET.encode()),
+        ("photos/cat.PNG", None, b"\x89PNG\r\n\x1a\n" + SECRET.encode()),
+        ("bundle.zip", "application/zip", zip_bytes()),
+        ("bundle.zip", "binary/octet-stream", zip_bytes()),
+        ("contract.docx", None, zip_bytes()),
+        ("notes.txt", "image/png", SECRET.encode()),
+        ("folder.pdf/README", None, SECRET.encode()),
+    ],
+)
+def test_unsupported_documents(key: str, content_type: str | None, data: bytes) -> None:
+    with pytest.raises(UnsupportedDocumentError) as caught:
+        extract_text(data, key=key, content_type=content_type)
+    message = str(caught.value)
+    assert key in message and str(content_type or "(none)") in message
+    assert (PurePosixPath(key).suffix.lower() or "(none)") in message
+    assert all(extension in message for extension in SUPPORTED_EXTENSIONS)
+    assert SECRET not in message
+    assert isinstance(caught.value, DocumentError)
+
+
+def test_supported_extensions() -> None:
+    assert {".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"} == SUPPORTED_EXTENSIONS
+    for extension in SUPPORTED_EXTENSIONS:
+        detect_kind(f"file{extension.upper()}", None)
