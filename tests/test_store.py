@@ -1,0 +1,166 @@
+"""The document store against a real PostgreSQL + pgvector: ordering, guards, reconnection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from embedding_engine.errors import SettingsError, StoreMismatchError
+from embedding_engine.indexing.store import (
+    ChunkStore,
+    StoredChunk,
+    chunk_id,
+    normalize_sequencer,
+    url_from_secret,
+)
+
+
+@pytest.fixture
+def store(engine: Any, database_url: str) -> Iterator[ChunkStore]:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("TRUNCATE chunks, documents")
+    yield engine.store
+
+
+def stored(engine: Any, texts: list[str]) -> list[StoredChunk]:
+    vectors = engine.embedder.embed(texts)
+    return [
+        StoredChunk(index=i, text=text, embedding=vector)
+        for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+    ]
+
+
+def rows(database_url: str, source: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(
+            "SELECT id, chunk_index, text FROM chunks WHERE source = %s ORDER BY chunk_index", (source,)
+        ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("older", "newer"),
+    [("0055B9A1", "0055B9A2"), ("FF", "0100"), ("9", "10"), ("617f08299329d189", "617F0829932A0000")],
+)
+def test_sequencers_compare_as_hexadecimal_numbers(older: str, newer: str) -> None:
+    assert normalize_sequencer(older) < normalize_sequencer(newer)
+    assert normalize_sequencer(newer.lower()) == normalize_sequencer(newer.upper())
+
+
+@pytest.mark.parametrize("bad", ["", "  ", "0x12", "12g4"])
+def test_a_sequencer_must_be_hexadecimal(bad: str) -> None:
+    with pytest.raises(ValueError, match="hexadecimal"):
+        normalize_sequencer(bad)
+
+
+def test_replace_is_ordered_by_sequencer(store: ChunkStore, engine: Any, database_url: str) -> None:
+    source = "s3://docs/guide.txt"
+    assert store.replace_document(
+        source, sequencer="20", version="v2", chunks=stored(engine, ["new"]), metadata={}
+    )
+    # A redelivery of the same event, then an older one: neither changes anything.
+    assert not store.replace_document(
+        source, sequencer="20", version="v2", chunks=stored(engine, ["x"]), metadata={}
+    )
+    assert not store.replace_document(
+        source, sequencer="1F", version="v1", chunks=stored(engine, ["old"]), metadata={}
+    )
+    assert [row[2] for row in rows(database_url, source)] == ["new"]
+    assert store.has_applied(source, "1f") and store.has_applied(source, "20")
+    assert not store.has_applied(source, "21")
+
+
+def test_a_delete_leaves_a_tombstone_that_an_older_create_cannot_pass(
+    store: ChunkStore, engine: Any, database_url: str
+) -> None:
+    source = "s3://docs/gone.txt"
+    store.replace_document(
+        source, sequencer="10", version="v1", chunks=stored(engine, ["a", "b"]), metadata={}
+    )
+    assert store.delete_document(source, sequencer="12")
+    assert not store.replace_document(
+        source, sequencer="11", version="v1", chunks=stored(engine, ["a"]), metadata={}
+    )
+    assert rows(database_url, source) == []
+    with psycopg.connect(database_url) as connection:
+        deleted = connection.execute("SELECT deleted FROM documents WHERE source = %s", (source,)).fetchone()
+    assert deleted == (True,)
+    assert store.replace_document(
+        source, sequencer="13", version="v2", chunks=stored(engine, ["c"]), metadata={}
+    )
+    assert [row[2] for row in rows(database_url, source)] == ["c"]
+
+
+def test_chunk_ids_are_stable_and_unique(store: ChunkStore, engine: Any, database_url: str) -> None:
+    source = "s3://docs/ids.txt"
+    store.replace_document(
+        source, sequencer="1", version=None, chunks=stored(engine, ["a", "b", "c"]), metadata={}
+    )
+    first = [row[0] for row in rows(database_url, source)]
+    store.replace_document(
+        source, sequencer="2", version=None, chunks=stored(engine, ["a", "b", "c"]), metadata={}
+    )
+    assert [row[0] for row in rows(database_url, source)] == first == [chunk_id(source, i) for i in range(3)]
+    assert len(set(first)) == 3
+
+
+def test_search_ranks_by_cosine_and_filters_by_prefix(store: ChunkStore, engine: Any) -> None:
+    texts = ["a recipe for sourdough bread", "lighthouses guide ships at night", "the stock market fell"]
+    for index, text in enumerate(texts):
+        folder = "kitchen" if index == 0 else "misc"
+        store.replace_document(
+            f"s3://docs/{folder}/{index}.txt",
+            sequencer="1",
+            version=None,
+            chunks=stored(engine, [text]),
+            metadata={},
+        )
+    [query] = engine.embedder.embed(["how to bake bread"])
+    hits = store.search(query, k=3, source_prefix=None)
+    assert hits[0].text == texts[0]
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    filtered = store.search(query, k=3, source_prefix="s3://docs/misc/")
+    assert {hit.source for hit in filtered} == {"s3://docs/misc/1.txt", "s3://docs/misc/2.txt"}
+    # LIKE wildcards in a prefix are literal characters, not patterns.
+    assert store.search(query, k=3, source_prefix="s3://docs/%") == []
+
+
+def test_a_database_built_for_another_model_is_refused(store: ChunkStore, database_url: str) -> None:
+    for model_id, dimensions in (("sentence-transformers/all-mpnet-base-v2", 768), ("other/model", 384)):
+        with pytest.raises(StoreMismatchError, match="must never be mixed"):
+            ChunkStore(database_url, model_id=model_id, dimensions=dimensions).connect()
+
+
+def test_a_dropped_connection_is_reopened(store: ChunkStore, engine: Any, database_url: str) -> None:
+    store.connect()
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    assert store.replace_document(
+        "s3://docs/after.txt",
+        sequencer="1",
+        version=None,
+        chunks=stored(engine, ["still works"]),
+        metadata={},
+    )
+
+
+def test_database_url_from_a_secret() -> None:
+    url = "postgresql://app:pw@db.example.internal:5432/embeddings"
+    assert url_from_secret(url) == url
+    fields = {
+        "username": "app",
+        "password": "p@ss:w/rd",
+        "host": "proxy.internal",
+        "port": 5432,
+        "dbname": "rag",
+    }
+    rds = json.dumps(fields)
+    assert url_from_secret(rds) == "postgresql://app:p%40ss%3Aw%2Frd@proxy.internal:5432/rag"
+    with pytest.raises(SettingsError, match="RDS-style JSON"):
+        url_from_secret('{"host": "x"}')
