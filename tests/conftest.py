@@ -10,6 +10,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+# Fixtures shared by several modules, registered once here so that session scope means one instance:
+# `aws` (moto's server for S3 and SQS) and `make_flow` (S3 -> SQS -> lambda_handler -> PostgreSQL).
+from aws import aws_fixture  # noqa: F401
+from flow import make_flow_fixture  # noqa: F401
+
 # The tests run offline, as Lambda does, with the default bundled model and no API keys.
 os.environ["HF_HUB_OFFLINE"] = "1"
 for variable in (

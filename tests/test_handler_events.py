@@ -195,7 +195,8 @@ def test_unknown_event_is_refused_by_shape_never_by_value(
 
 
 def test_container_keeps_serving_after_unsupported_events(handler_module: Any) -> None:
-    for event in ({}, load_event("sns_notification"), "ping"):
+    events: tuple[Any, ...] = ({}, load_event("sns_notification"), "ping")
+    for event in events:
         with pytest.raises(UnsupportedEventError):
             invoke(handler_module, event)
 

@@ -15,8 +15,8 @@ from embedding_engine.indexing.store import (
     StoredChunk,
     chunk_id,
     normalize_sequencer,
-    url_from_secret,
 )
+from embedding_engine.secrets import database_url_from_secret
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_a_dropped_connection_is_reopened(store: ChunkStore, engine: Any, databa
 
 def test_database_url_from_a_secret() -> None:
     url = "postgresql://app:pw@db.example.internal:5432/embeddings"
-    assert url_from_secret(url) == url
+    assert database_url_from_secret(url) == url
     fields = {
         "username": "app",
         "password": "p@ss:w/rd",
@@ -161,6 +161,6 @@ def test_database_url_from_a_secret() -> None:
         "dbname": "rag",
     }
     rds = json.dumps(fields)
-    assert url_from_secret(rds) == "postgresql://app:p%40ss%3Aw%2Frd@proxy.internal:5432/rag"
+    assert database_url_from_secret(rds) == "postgresql://app:p%40ss%3Aw%2Frd@proxy.internal:5432/rag"
     with pytest.raises(SettingsError, match="RDS-style JSON"):
-        url_from_secret('{"host": "x"}')
+        database_url_from_secret('{"host": "x"}')

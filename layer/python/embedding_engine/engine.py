@@ -117,10 +117,10 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     """The document store, connected during init (pre-warmed) when the database answers; if it does
     not, init goes on and the store reconnects on first use. A schema built for another model fails
     init: vectors of different models must never be mixed."""
-    from embedding_engine.indexing.store import ChunkStore, url_from_secret
-    from embedding_engine.secrets import read_secret
+    from embedding_engine.indexing.store import ChunkStore
+    from embedding_engine.secrets import database_url_from_secret, read_secret
 
-    url = settings.database_url or url_from_secret(read_secret(str(settings.database_secret_arn)))
+    url = settings.database_url or database_url_from_secret(read_secret(str(settings.database_secret_arn)))
     store = ChunkStore(url, model_id=embedder.model_id, dimensions=embedder.dimensions)
     try:
         store.connect()

@@ -11,7 +11,7 @@ import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
 
 from embedding_engine.embedder import Embedder, Vectors
-from embedding_engine.errors import ObjectSkippedError
+from embedding_engine.errors import DocumentError, ObjectSkippedError
 from embedding_engine.indexing.chunking import chunk_text
 from embedding_engine.indexing.documents import extract_text
 from embedding_engine.indexing.fetch import S3Fetcher
@@ -51,15 +51,21 @@ class Indexer:
         try:
             fetched = self.fetcher.fetch(event)
         except ObjectSkippedError as skipped:
+            # The object's current version will not be indexed: its older text must go too.
+            self.store.delete_document(event.source, sequencer=event.sequencer)
             return self._done(IndexOutcome("skipped", event.source, reason=str(skipped)))
-        return self.index_document(
-            event.source,
-            data=fetched.data,
-            name=event.key,
-            content_type=fetched.content_type,
-            sequencer=event.sequencer,
-            version=fetched.version or event.etag,
-        )
+        try:
+            return self.index_document(
+                event.source,
+                data=fetched.data,
+                name=event.key,
+                content_type=fetched.content_type,
+                sequencer=event.sequencer,
+                version=fetched.version or event.etag,
+            )
+        except DocumentError:
+            self.store.withdraw_document(event.source, sequencer=event.sequencer)
+            raise
 
     def index_document(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -29,14 +30,21 @@ class ObjectEvent:
         return f"s3://{self.bucket}/{self.key}"
 
 
-def object_events(notification: dict[str, Any]) -> list[ObjectEvent]:
-    """The object events of an S3 notification; `s3:TestEvent` and other event types give none.
-    Raises `ValueError` for a record without the fields every S3 object event carries."""
+def object_events(notification: Any) -> list[ObjectEvent]:
+    """The object events of an S3 notification, also inside an SNS envelope (S3 -> SNS -> SQS);
+    `s3:TestEvent` and other event types give none. Raises `ValueError` for anything that is not an
+    S3 notification, or a record without the fields every S3 object event carries."""
+    if isinstance(notification, dict) and notification.get("Type") == "Notification":
+        notification = json.loads(str(notification.get("Message", "")))
+    if not isinstance(notification, dict):
+        raise ValueError("the message is not an S3 notification (not a JSON object)")
     if notification.get("Event") == TEST_EVENT:
         logger.info("s3 test event acknowledged", extra={"bucket": notification.get("Bucket")})
         return []
+    if not isinstance(notification.get("Records"), list):
+        raise ValueError("the message is not an S3 notification (no Records)")
     events = []
-    for record in notification.get("Records", []):
+    for record in notification["Records"]:
         name = str(record.get("eventName", ""))
         if name.startswith("ObjectCreated:"):
             action: Literal["created", "removed"] = "created"

@@ -12,48 +12,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from embedding_engine.errors import SettingsError, StoreMismatchError, StoreUnavailableError
+from embedding_engine.errors import StoreUnavailableError
+from embedding_engine.indexing.schema import ensure_schema
 from embedding_engine.observability import logger
 
 T = TypeVar("T")
 SEQUENCER_WIDTH = 64
-SCHEMA_LOCK = 4_242_001  # advisory lock id: one schema migration at a time across containers
-SCHEMA = """
-CREATE EXTENSION IF NOT EXISTS vector;
-CREATE TABLE IF NOT EXISTS index_settings (
-    id boolean PRIMARY KEY DEFAULT true CHECK (id),
-    model_id text NOT NULL,
-    dimensions integer NOT NULL
-);
-CREATE TABLE IF NOT EXISTS documents (
-    source text PRIMARY KEY,
-    sequencer text NOT NULL,
-    version text,
-    deleted boolean NOT NULL DEFAULT false,
-    chunk_count integer NOT NULL DEFAULT 0,
-    metadata jsonb NOT NULL DEFAULT '{{}}',
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    id text PRIMARY KEY,
-    source text NOT NULL REFERENCES documents (source) ON DELETE CASCADE,
-    version text,
-    sequencer text NOT NULL,
-    chunk_index integer NOT NULL,
-    text text NOT NULL,
-    metadata jsonb NOT NULL DEFAULT '{{}}',
-    embedding vector({dimensions}) NOT NULL,
-    indexed_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (source, chunk_index)
-);
-CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops);
-"""
 
 
 def normalize_sequencer(sequencer: str) -> str:
@@ -62,25 +31,6 @@ def normalize_sequencer(sequencer: str) -> str:
     if not value or any(char not in "0123456789abcdef" for char in value):
         raise ValueError(f"not a hexadecimal sequencer: {sequencer!r}")
     return value.rjust(SEQUENCER_WIDTH, "0")
-
-
-def url_from_secret(secret: str) -> str:
-    """A database URL from a secret: the URL itself, or RDS's JSON (username, password, host...)."""
-    import json
-
-    if secret.startswith(("postgres://", "postgresql://")):
-        return secret
-    try:
-        fields = json.loads(secret)
-        user, password = quote(fields["username"], safe=""), quote(fields["password"], safe="")
-        host, port = fields["host"], fields.get("port", 5432)
-        database = fields.get("dbname") or fields.get("database") or "postgres"
-    except (ValueError, KeyError, TypeError):
-        raise SettingsError(
-            "The database secret must be a postgresql:// URL or RDS-style JSON with username, "
-            "password, host, port and dbname."
-        ) from None
-    return f"postgresql://{user}:{password}@{host}:{port}/{database}"
 
 
 @dataclass(frozen=True)
@@ -186,6 +136,26 @@ class ChunkStore:
 
         return self._run(write)
 
+    def withdraw_document(self, source: str, *, sequencer: str) -> bool:
+        """Remove the chunks of a document whose newer version (`sequencer`) cannot be read, without
+        recording that event: the older text must not be served, and the event stays retryable (it
+        ends in the dead-letter queue). False if `sequencer` was already applied or overtaken."""
+        sequencer = normalize_sequencer(sequencer)
+
+        def write(connection: psycopg.Connection[Any]) -> bool:
+            with connection.transaction():
+                if not _claim(connection, source, sequencer):
+                    return False
+                connection.execute(
+                    "UPDATE documents SET deleted = true, chunk_count = 0, updated_at = now()"
+                    " WHERE source = %s",
+                    (source,),
+                )
+                connection.execute("DELETE FROM chunks WHERE source = %s", (source,))
+                return True
+
+        return self._run(write)
+
     def search(self, query: np.ndarray[Any, Any], *, k: int, source_prefix: str | None) -> list[SearchHit]:
         """The `k` chunks nearest to `query` by cosine distance, optionally under a source prefix."""
 
@@ -228,41 +198,13 @@ class ChunkStore:
 
         connection = psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout)
         try:
-            self._ensure_schema(connection)
+            ensure_schema(connection, model_id=self.model_id, dimensions=self.dimensions)
             register_vector(connection)
         except BaseException:
             connection.close()
             raise
         self._connection = connection
         return connection
-
-    def _ensure_schema(self, connection: psycopg.Connection[Any]) -> None:
-        with connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            for statement in SCHEMA.format(dimensions=self.dimensions).split(";"):
-                if statement.strip():
-                    connection.execute(statement.encode())
-            connection.execute(
-                "INSERT INTO index_settings (model_id, dimensions) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (self.model_id, self.dimensions),
-            )
-            row = connection.execute(
-                "SELECT s.model_id, s.dimensions, a.atttypmod FROM index_settings s, pg_attribute a"
-                " WHERE a.attrelid = 'chunks'::regclass AND a.attname = 'embedding'"
-            ).fetchone()
-        assert row is not None
-        stored_model, stored_dimensions, column_dimensions = row
-        if (stored_model, stored_dimensions, column_dimensions) != (
-            self.model_id,
-            self.dimensions,
-            self.dimensions,
-        ):
-            raise StoreMismatchError(
-                f"The database's chunks were indexed with {stored_model} ({column_dimensions} dimensions); "
-                f"this function serves {self.model_id} ({self.dimensions}). Point DATABASE_URL at a "
-                "database for this model, or re-index into an empty one: vectors of different models "
-                "must never be mixed."
-            )
 
 
 def chunk_id(source: str, index: int) -> str:

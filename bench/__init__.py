@@ -1,0 +1,1 @@
+"""`make bench`: measured side by side in one run, medians over repetitions."""
