@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ class ContainerState:
     init_started: float
     initialization_type: str | None
     invocations: int = 0
+    # Tells containers apart in warm-up replies (Lambda exposes no container id).
+    container_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     @property
     def init_cold_start(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from embedding_engine.engine import Engine
+from embedding_engine.events.warmup_fanout import FanOut, hold_ms, requested_concurrency
 from embedding_engine.observability import metrics
 
 WARMUP_PLUGIN_SOURCE = "serverless-plugin-warmup"
@@ -27,8 +28,9 @@ def is_warmup_ping(event: Any) -> bool:
 
 
 class WarmupPing:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, fan_out: FanOut | None = None) -> None:
         self.engine = engine
+        self.fan_out = fan_out or FanOut()
 
     def infer(self, event: Any) -> bool:
         return is_warmup_ping(event)
@@ -38,9 +40,10 @@ class WarmupPing:
         self.engine.embedder.embed([PING_TEXT])
         metrics.add_metric(name="WarmupPings", unit=MetricUnit.Count, value=1)
         state = self.engine.state
-        return {
+        reply: dict[str, Any] = {
             "warm": True,
             "model": self.engine.embedder.model_id,
+            "container_id": state.container_id,
             "first_invocation": state.invocations == 1,
             "cold_start": state.cold_start,
             "initialization_type": state.initialization_type,
@@ -48,3 +51,15 @@ class WarmupPing:
             "invocations": state.invocations,
             "encode_ms": round((time.perf_counter() - started) * 1000, 2),
         }
+        if not isinstance(event, dict) or event.get("warmup") is not True:
+            return reply
+        if event.get("fanout") is True:
+            # One of a fan-out's pings: stay busy so the others must land on other containers.
+            time.sleep(hold_ms(event) / 1000)
+            return reply
+        concurrency = requested_concurrency(event)
+        if concurrency > 1:
+            fanned = self.fan_out(context.invoked_function_arn, concurrency - 1, hold=hold_ms(event))
+            containers = {state.container_id, *fanned.pop("containers")}
+            reply["fanout"] = {**fanned, "warm_containers": len(containers)}
+        return reply
