@@ -1,30 +1,37 @@
 # syntax=docker/dockerfile:1.7
-# The embeddings function as a Lambda container image (x86_64, CPU).
+# The embeddings function as a Lambda container image, CPU only (x86_64 by default, arm64 with
+# `--platform linux/arm64`).
 #
-# Base: the AWS Lambda Python base image. It carries Lambda's own runtime interface client and the
-# runtime interface emulator (for `docker run` + curl locally), on the OS Lambda runs, so the boot
-# path is AWS's, not ours to maintain.
+# Base: the AWS Lambda Python base image rather than a slim Python image with awslambdaric as the
+# entry point. It carries Lambda's own runtime interface client (and the runtime interface emulator
+# for `docker run` + curl), on the OS Lambda runs, patched by AWS: the boot path is AWS's to keep
+# right, and the tests here hold our handler to the same `awslambdaric` protocol.
 ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12
 
-# --- the model, fetched once at build time and baked in read-only ---------------------------------
+# --- the model, fetched once at build time ---------------------------------------------------------
 FROM ${BASE_IMAGE} AS model
 ARG MODEL_ID=sentence-transformers/all-mpnet-base-v2
 RUN pip install --no-cache-dir huggingface-hub==2.4.0 \
  && python -c "import sys; from huggingface_hub import snapshot_download; \
 snapshot_download(sys.argv[1], local_dir='/opt/model', \
 ignore_patterns=['*.bin', '*.h5', '*.msgpack', '*.ot', '*.onnx', 'onnx/*', 'openvino/*'])" "${MODEL_ID}" \
- && rm -rf /opt/model/.cache
+ && rm -rf /opt/model/.cache \
+ && chmod -R a=rX /opt/model
 
-# --- Python dependencies: CPU-only torch from the PyTorch CPU index, everything else pinned --------
+# --- Python dependencies: CPU-only torch, everything else pinned in requirements.txt -----------------
 FROM ${BASE_IMAGE} AS deps
+ARG TARGETARCH
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir --target /deps \
+# x86_64: the PyTorch CPU index's build (PyPI's x86_64 torch pulls GBs of CUDA libraries);
+# arm64: PyPI's aarch64 torch is already the CPU build.
+RUN if [ "${TARGETARCH}" = "arm64" ]; then torch="torch==2.13.0"; else torch="torch==2.13.0+cpu"; fi \
+ && pip install --no-cache-dir --target /deps \
       --extra-index-url https://download.pytorch.org/whl/cpu \
-      torch==2.13.0+cpu -r /tmp/requirements.txt \
+      "${torch}" -r /tmp/requirements.txt \
  && find /deps -name '__pycache__' -prune -exec rm -rf {} + \
  && rm -rf /deps/bin
 
-# --- the runtime image --------------------------------------------------------------------------
+# --- the runtime image: no pip install, no compilers, no caches, no tests -------------------------
 FROM ${BASE_IMAGE}
 ARG MODEL_ID=sentence-transformers/all-mpnet-base-v2
 COPY --from=deps /deps /var/lang/lib/python3.12/site-packages/
@@ -32,16 +39,22 @@ COPY --from=model /opt/model /opt/model
 # The shared engine goes where Lambda puts layers; a .pth file keeps it importable in any case.
 COPY layer/python/ /opt/python/
 COPY function/ ${LAMBDA_TASK_ROOT}/
+# The code directory is read-only in Lambda: compile the bytecode now, or every cold start compiles it.
 RUN echo /opt/python > /var/lang/lib/python3.12/site-packages/opt-python.pth \
  && python -m compileall -q -j 0 /opt/python ${LAMBDA_TASK_ROOT} /var/lang/lib/python3.12/site-packages
 
-# Nothing downloads or writes outside /tmp at run time.
+# Nothing downloads, and nothing writes outside /tmp, at run time. Torch's thread count is set at
+# init from the CPUs Lambda gives the function (they follow MemorySize), or from TORCH_NUM_THREADS.
 ENV MODEL_PATH=/opt/model \
     MODEL_ID=${MODEL_ID} \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
     HF_HOME=/tmp/huggingface \
+    HF_HUB_CACHE=/tmp/huggingface/hub \
     SENTENCE_TRANSFORMERS_HOME=/tmp/sentence-transformers \
+    TORCH_HOME=/tmp/torch \
+    XDG_CACHE_HOME=/tmp/.cache \
     TOKENIZERS_PARALLELISM=false
 
 CMD ["handler.lambda_handler"]

@@ -62,14 +62,43 @@ def test_nothing_downloads_or_writes_outside_tmp_at_run_time() -> None:
     env = final_stage_env()
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["TRANSFORMERS_OFFLINE"] == "1"
-    assert env["HF_HOME"].startswith("/tmp/")
-    assert env["SENTENCE_TRANSFORMERS_HOME"].startswith("/tmp/")
+    for cache in ("HF_HOME", "HF_HUB_CACHE", "SENTENCE_TRANSFORMERS_HOME", "TORCH_HOME", "XDG_CACHE_HOME"):
+        assert env[cache].startswith("/tmp/"), cache
+
+
+def test_the_model_is_baked_in_at_build_time_read_only() -> None:
+    [default] = set(re.findall(r"^ARG MODEL_ID=(\S+)$", DOCKERFILE, re.MULTILINE))
+    assert default == "sentence-transformers/all-mpnet-base-v2"  # the seed's model, 768 dimensions
+    assert final_stage_env()["MODEL_ID"] == "${MODEL_ID}"
+    assert "chmod -R a=rX /opt/model" in INSTRUCTIONS
+
+
+def test_the_runtime_stage_installs_nothing_and_carries_no_tests() -> None:
+    stages = INSTRUCTIONS.split("\nFROM ")
+    assert len(stages) >= 4  # model, deps, runtime (and the preamble)
+    runtime = stages[-1]
+    assert "pip install" not in runtime
+    assert "--no-cache-dir" in stages[2]
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert ignored[0] == "*"  # only what is listed after it goes into the build context
+    assert not any(line.startswith("!tests") for line in ignored)
+
+
+def test_bytecode_is_compiled_for_the_read_only_code_directory() -> None:
+    runtime = INSTRUCTIONS.split("\nFROM ")[-1]
+    assert re.search(r"compileall .*/opt/python \$\{LAMBDA_TASK_ROOT\}", runtime)
+
+
+def test_python_paths_match_the_base_image() -> None:
+    [version] = re.findall(r"public\.ecr\.aws/lambda/python:(3\.\d+)", DOCKERFILE)
+    assert set(re.findall(r"/var/lang/lib/python(3\.\d+)/", DOCKERFILE)) == {version}
 
 
 def test_torch_is_the_pinned_cpu_build() -> None:
     requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8")
     pinned = re.search(r"^torch==([\d.]+)$", requirements, re.MULTILINE)
     assert pinned is not None
-    assert f"torch=={pinned.group(1)}+cpu" in INSTRUCTIONS
+    assert f"torch=={pinned.group(1)}+cpu" in INSTRUCTIONS  # x86_64, from the CPU index
+    assert f'torch="torch=={pinned.group(1)}"' in INSTRUCTIONS  # arm64: PyPI's aarch64 build is CPU
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in INSTRUCTIONS
     assert "-r /tmp/requirements.txt" in INSTRUCTIONS

@@ -67,7 +67,7 @@ class Engine:
         `init_started` is `time.perf_counter()` at the very start of init, so that the module imports
         before this call count in the `imports` phase."""
         before_load = time.perf_counter()
-        loaded = load_model(settings.model_source)
+        loaded = load_model(settings.model_source, threads=settings.torch_threads)
         report = loaded.report
         timings = dict(report.timings_ms)
         timings["imports"] = round(timings["imports"] + (before_load - init_started) * 1000, 1)
@@ -103,6 +103,7 @@ class Engine:
             "model": self.embedder.model_id,
             "dimensions": self.embedder.dimensions,
             "max_sequence_length": self.embedder.max_seq_length,
+            "torch_threads": self.settings.torch_threads,
             "load_strategy": report.strategy,
             "failed_strategies": [
                 {"strategy": attempt.strategy, "error": attempt.error} for attempt in report.failed_attempts

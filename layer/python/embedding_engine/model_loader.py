@@ -123,15 +123,23 @@ def warm_up(model: SentenceTransformer) -> None:
 
 
 def load_model(
-    source: str, strategies: Sequence[tuple[str, LoadStrategy]] = DEFAULT_STRATEGIES
+    source: str,
+    strategies: Sequence[tuple[str, LoadStrategy]] = DEFAULT_STRATEGIES,
+    *,
+    threads: int | None = None,
 ) -> LoadedModel:
-    """Load, verify and warm the model, trying `strategies` in order. Raises `ModelLoadError`."""
+    """Load, verify and warm the model, trying `strategies` in order, with `threads` torch threads
+    (torch's own default when None). Raises `ModelLoadError`."""
     with _load_lock:
         started = time.perf_counter()
         import sentence_transformers  # noqa: F401  (timed: the import is a large share of init)
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # no tqdm bars in CloudWatch
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         imported = time.perf_counter()
         failures: list[FailedAttempt] = []
         for name, strategy in strategies:

@@ -40,6 +40,9 @@ class Settings:
     database_secret_arn: str | None = None
     max_document_bytes: int = 20 * 1024 * 1024
     chunk_overlap_tokens: int = 32
+    # Torch's intra-op threads; by default the CPUs this process may run on (in Lambda they follow
+    # MemorySize: about one vCPU per 1,769 MB).
+    torch_threads: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +67,7 @@ class Settings:
             database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
             max_document_bytes=_integer(env, "MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
             chunk_overlap_tokens=_integer(env, "CHUNK_OVERLAP_TOKENS", 32, minimum=0),
+            torch_threads=_integer(env, "TORCH_NUM_THREADS", available_cpus()),
         )
 
     @property
@@ -73,6 +77,11 @@ class Settings:
     @property
     def store_configured(self) -> bool:
         return bool(self.database_url or self.database_secret_arn)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (what Lambda allots, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def bundled_model_path() -> Path | None:
