@@ -142,3 +142,14 @@ def test_local_files_indexed_by_the_cli_are_found_by_the_server(server: tuple[st
     )
     assert printed.returncode == 0, printed.stderr
     assert "bread.txt#0" in printed.stdout
+
+
+def test_a_tei_client_over_http(base_url: str, reference_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub's InferenceClient, the usual TEI client, pointed at /embed."""
+    from huggingface_hub import InferenceClient, constants
+
+    # The tests run with HF_HUB_OFFLINE=1 for the model; a client application would not.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    vector = InferenceClient(model=f"{base_url}/embed").feature_extraction("How do I avoid cold starts?")
+    assert cosine_rows(vector, reference_model.encode(["How do I avoid cold starts?"])).min() >= 0.9999
