@@ -1,0 +1,180 @@
+"""Init and first-request latency, measured the way Lambda runs the image.
+
+Each repetition starts `python -m awslambdaric <handler>` in its own process (cwd `function/`, the
+layer on PYTHONPATH, as in the image) against the tests' local Lambda Runtime API, and times:
+process start -> the runtime's first `GET invocation/next` (init is over); the first invocation of a
+short query (API Gateway v2 event -> Mangum -> app -> model -> response, delivered by the Runtime
+API); then the median of the next invocations. Peak RSS is VmHWM from /proc/<pid>/status, read at
+the first `next` and after the last request. The eager design (`handler`) and the lazy one
+(`bench.lazy_handler`) alternate, so the machine's noise falls on both alike.
+
+`tests/runtime_api.py` is imported, not copied: the tests folder is appended to sys.path below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = REPO / "function"  # LAMBDA_TASK_ROOT in the image
+LAYER_DIR = REPO / "layer" / "python"  # /opt/python in the image
+EVENT_PATH = REPO / "tests" / "events" / "apigw_http_v2.json"
+if str(REPO / "tests") not in sys.path:
+    sys.path.append(str(REPO / "tests"))  # appended, so the tests' helpers never shadow a library
+from runtime_api import RuntimeApi  # noqa: E402  (tests/runtime_api.py)
+
+DESIGNS = {"eager": "handler.lambda_handler", "lazy": "bench.lazy_handler.lambda_handler"}
+CEILING = 300.0  # seconds: a ceiling on any wait, never an expectation of speed
+# Not inherited from the bench's own environment: Lambda's process starts without them. POWERTOOLS_
+# too, so the function logs at Powertools' defaults (INFO, EMF metrics on), as in Lambda.
+NOT_INHERITED = (
+    *("AWS_", "LAMBDA_", "_LAMBDA_", "_HANDLER", "MODEL_", "API_KEYS", "STRICT_MODEL", "PYTHON"),
+    *("POWERTOOLS_", "DATABASE_"),
+)
+PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def lambda_environment(runtime_api: str, handler: str, model_env: Mapping[str, str]) -> dict[str, str]:
+    """What Lambda gives the function's process, with this Runtime API, offline."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(NOT_INHERITED) and name.lower() not in PROXIES
+    }
+    env.update(
+        AWS_LAMBDA_RUNTIME_API=runtime_api,
+        AWS_LAMBDA_FUNCTION_NAME="embeddings-api",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="2048",
+        AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
+        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/embeddings-api",
+        AWS_LAMBDA_LOG_STREAM_NAME="2026/11/25/[$LATEST]0123456789abcdef",
+        AWS_REGION="us-east-1",
+        LAMBDA_TASK_ROOT=str(FUNCTION_DIR),
+        _HANDLER=handler,
+        # The repo root, last, only so that `bench.lazy_handler` imports; both designs get the same path.
+        PYTHONPATH=os.pathsep.join([str(LAYER_DIR), str(REPO)]),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+    )
+    env.update(model_env)
+    return env
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a live process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def init_record(log: str) -> dict[str, Any]:
+    """The function's JSON "init complete" log line (Powertools), or {} when there is none yet."""
+    for line in log.splitlines():
+        if line.startswith("{") and '"init complete"' in line:
+            record: dict[str, Any] = json.loads(line)
+            return record
+    return {}
+
+
+def boot_once(design: str, model_env: Mapping[str, str], *, steady: int, log_path: Path) -> dict[str, Any]:
+    """One cold process of `design`: init, the first request, then `steady` more."""
+    event = json.loads(EVENT_PATH.read_text(encoding="utf-8"))
+    pid: list[int] = []
+    at_init: dict[str, float] = {}
+    init_over = threading.Event()
+
+    def on_first_next() -> None:  # in the Runtime API's thread, before any event is delivered
+        at_init["rss_mb"] = vm_hwm_mb(pid[0])
+        init_over.set()
+
+    with log_path.open("wb") as log_file, RuntimeApi(on_first_next=on_first_next) as api:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", DESIGNS[design]],
+            cwd=FUNCTION_DIR,
+            env=lambda_environment(api.address, DESIGNS[design], model_env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        pid.append(process.pid)  # long before the interpreter can reach its first `next`
+        watcher = threading.Thread(
+            target=lambda: api.abort(f"exited with code {process.wait()}; log: {log_path}"), daemon=True
+        )
+        watcher.start()
+        try:
+            deadline = time.monotonic() + CEILING
+            while not init_over.wait(0.05):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{design}: no init (code {process.poll()}); log: {log_path}")
+            assert api.first_next_at is not None
+            latencies = []
+            for _ in range(steady + 1):
+                before = time.perf_counter()
+                result = api.invoke(event, timeout=CEILING)
+                latencies.append((time.perf_counter() - before) * 1000)
+                if not result.ok or result.json().get("statusCode") != 200:
+                    raise RuntimeError(f"{design}: request failed: {result.body[:300]!r}; log: {log_path}")
+            rss_end = vm_hwm_mb(process.pid)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=CEILING)
+            watcher.join(timeout=CEILING)
+    record = init_record(log_path.read_text(encoding="utf-8", errors="replace"))
+    first, rest = latencies[0], latencies[1:]
+    steady_ms = statistics.median(rest)
+    return {
+        "init_ms": round((api.first_next_at - started) * 1000, 1),
+        "phases_ms": record.get("timings_ms", {}),
+        "first_ms": round(first, 2),
+        "steady_ms": round(steady_ms, 2),
+        "first_over_steady": round(first / steady_ms, 2),
+        "rss_init_mb": at_init["rss_mb"],
+        "rss_end_mb": rss_end,
+    }
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over repetitions (the ratio is the median of each process's own first/steady)."""
+    phases = sorted({name for run in runs for name in run["phases_ms"]})
+    keys = ("init_ms", "first_ms", "steady_ms", "first_over_steady", "rss_init_mb", "rss_end_mb")
+    summary: dict[str, Any] = {key: round(statistics.median(run[key] for run in runs), 2) for key in keys}
+    summary["phases_ms"] = {
+        name: round(statistics.median(run["phases_ms"][name] for run in runs if name in run["phases_ms"]), 1)
+        for name in phases
+    }
+    summary["runs"] = runs
+    return summary
+
+
+def measure_boot(
+    model_env: Mapping[str, str], *, repetitions: int, steady: int, log_dir: Path
+) -> dict[str, Any]:
+    """Both designs, alternating, `repetitions` cold processes each."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict[str, Any]]] = {design: [] for design in DESIGNS}
+    for repetition in range(1, repetitions + 1):
+        for design in DESIGNS:
+            run = boot_once(design, model_env, steady=steady, log_path=log_dir / f"{design}-{repetition}.log")
+            runs[design].append(run)
+            print(
+                f"  boot {design} {repetition}/{repetitions}: init {run['init_ms']:.0f} ms, first "
+                f"{run['first_ms']:.0f} ms, steady {run['steady_ms']:.1f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+    result: dict[str, Any] = {"repetitions": repetitions, "steady_requests": steady}
+    result.update({design: summarize(design_runs) for design, design_runs in runs.items()})
+    return result

@@ -1,0 +1,191 @@
+"""The bench's Markdown table (one per model), its targets, and an optional throughput plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+FIRST_OVER_STEADY_MAX = 1.5
+OVERHEAD_MAX = 1.15
+THROUGHPUT_MIN = 0.9  # handler / bare encode, for batches of THROUGHPUT_FROM inputs and more
+THROUGHPUT_FROM = 32
+
+
+def targets(results: dict[str, Any]) -> dict[str, bool]:
+    """Each target, by name: met or not."""
+    met = {
+        f"first request <= {FIRST_OVER_STEADY_MAX}x steady (eager)": results["boot"]["eager"][
+            "first_over_steady"
+        ]
+        <= FIRST_OVER_STEADY_MAX,
+        f"handler <= {OVERHEAD_MAX}x bare encode": results["overhead"]["ratio"] <= OVERHEAD_MAX,
+    }
+    for size, batch in results["throughput"]["batches"].items():
+        if int(size) >= THROUGHPUT_FROM:
+            for fmt in ("float", "base64"):
+                met[f"throughput {fmt} batch {size} >= {THROUGHPUT_MIN}x"] = (
+                    batch[f"{fmt}_ratio"] >= THROUGHPUT_MIN
+                )
+    return met
+
+
+def _mark(ok: bool) -> str:
+    return "✅ pass" if ok else "❌ fail"
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "—"
+
+
+def table(results: dict[str, Any]) -> str:
+    """One model's results as Markdown: median, what it is compared with, ratio, target."""
+    if "skipped" in results:
+        return f"### {results['model']}\n\n{results['skipped']}"
+    boot, eager, lazy = results["boot"], results["boot"]["eager"], results["boot"]["lazy"]
+    phases = eager["phases_ms"]
+    over, met = results["overhead"], results["targets"]
+    mach = results["machine"]
+    steady, reps = boot["steady_requests"], boot["repetitions"]
+    lines = [
+        f"### {results['model']} ({results['dimensions']} dims){' — quick run' if results['quick'] else ''}",
+        "",
+        f"Machine: {mach['cpu']}, {mach['cpus_allowed']}/{mach['cpus']} CPUs, torch {mach['torch']} "
+        f"with {mach['torch_threads']} threads, Python {mach['python']}, {mach['platform']}; "
+        f"load average {mach['load_average_1m_at_start']} at start, {mach['load_average_1m']} at end; "
+        f"other processes used {mach['other_processes_cpu_share']:.0%} of the CPUs meanwhile. "
+        f"{results['when']}, {results['seconds']:.0f} s.",
+        "",
+        "| Measure | Median | Beside it | Ratio | Target |",
+        "| --- | --- | --- | --- | --- |",
+        _row(
+            f"Init: process start → first `next` ({reps} cold processes per design)",
+            f"{eager['init_ms']:.0f} ms",
+            f"lazy design: {lazy['init_ms']:.0f} ms",
+            _ratio(eager["init_ms"], lazy["init_ms"]),
+            "—",
+        ),
+    ]
+    for phase in ("imports", "load", "warmup"):
+        lines.append(
+            _row(
+                f'Init phase `{phase}` (the "init complete" log line)',
+                f"{phases.get(phase, 0):.0f} ms",
+                f"init `total` {phases.get('total', 0):.0f} ms",
+                _ratio(phases.get(phase, 0), phases.get("total", 0)),
+                "—",
+            )
+        )
+    lines += [
+        _row(
+            "Init outside `handler` (interpreter + awslambdaric)",
+            f"{eager['init_ms'] - phases.get('total', 0):.0f} ms",
+            f"init {eager['init_ms']:.0f} ms",
+            _ratio(eager["init_ms"] - phases.get("total", 0), eager["init_ms"]),
+            "—",
+        ),
+        _row(
+            "Peak RSS (VmHWM) at end of init",
+            f"{eager['rss_init_mb']:.0f} MB",
+            f"lazy: {lazy['rss_init_mb']:.0f} MB",
+            _ratio(eager["rss_init_mb"], lazy["rss_init_mb"]),
+            "—",
+        ),
+        _row(
+            f"Peak RSS (VmHWM) after {steady + 1} requests",
+            f"{eager['rss_end_mb']:.0f} MB",
+            f"lazy: {lazy['rss_end_mb']:.0f} MB",
+            _ratio(eager["rss_end_mb"], lazy["rss_end_mb"]),
+            "—",
+        ),
+        _row(
+            "First request after init, eager (v2 event → Mangum → app → model, via the Runtime API)",
+            f"{eager['first_ms']:.1f} ms",
+            f"steady (median of next {steady}): {eager['steady_ms']:.1f} ms",
+            f"{eager['first_over_steady']:.2f}",
+            f"≤ {FIRST_OVER_STEADY_MAX} {_mark(eager['first_over_steady'] <= FIRST_OVER_STEADY_MAX)}",
+        ),
+        _row(
+            'First request, lazy design (the seed\'s "before": model loaded on first request)',
+            f"{lazy['first_ms']:.0f} ms",
+            f"steady: {lazy['steady_ms']:.1f} ms",
+            f"{lazy['first_over_steady']:.1f}",
+            "— (before)",
+        ),
+        _row(
+            "Cold start seen by the caller: init + first request, eager",
+            f"{eager['init_ms'] + eager['first_ms']:.0f} ms",
+            f"lazy: {lazy['init_ms'] + lazy['first_ms']:.0f} ms",
+            _ratio(eager["init_ms"] + eager["first_ms"], lazy["init_ms"] + lazy["first_ms"]),
+            "—",
+        ),
+        _row(
+            "Handler overhead, one short query, in-process (Powertools → Mangum → app → JSON)",
+            f"{over['handler_ms']:.2f} ms",
+            f"bare `model.encode([text])`: {over['encode_ms']:.2f} ms ({over['calls']} each, alternated)",
+            f"{over['ratio']:.2f}",
+            f"≤ {OVERHEAD_MAX} {_mark(over['ratio'] <= OVERHEAD_MAX)}",
+        ),
+    ]
+    tokens = results["throughput"]["passage_tokens"]
+    for size, batch in results["throughput"]["batches"].items():
+        for fmt in ("float", "base64"):
+            ratio = batch[f"{fmt}_ratio"]
+            target = (
+                f"≥ {THROUGHPUT_MIN} {_mark(ratio >= THROUGHPUT_MIN)}"
+                if int(size) >= THROUGHPUT_FROM
+                else "—"
+            )
+            lines.append(
+                _row(
+                    f"Throughput, batch {size}, `{fmt}`, inputs/s ({tokens['min']}-{tokens['max']} tokens, "
+                    f"{batch['repetitions']} rounds)",
+                    f"{batch[f'{fmt}_per_s']:.1f}",
+                    f"bare `encode`: {batch['encode_per_s']:.1f}",
+                    f"{ratio:.2f}",
+                    target,
+                )
+            )
+    indexing = results["indexing"]
+    lines.append(
+        _row(
+            f"Indexing, chunks/s: S3 fetch → extract → chunk → embed → PostgreSQL ({indexing['documents']} "
+            f"docs, {indexing['chunks']} chunks, {indexing['repetitions']} runs)",
+            f"{indexing['pipeline_chunks_per_s']}",
+            f"bare `encode`: {indexing['encode_chunks_per_s']}",
+            f"{indexing['ratio']}",
+            "—",
+        )
+    )
+    passed = sum(met.values())
+    lines += ["", f"Targets met: {passed}/{len(met)}."]
+    return "\n".join(lines)
+
+
+def plot_throughput(reports: list[dict[str, Any]], path: Path) -> Path | None:
+    """Inputs/s by batch size, per model and path, when matplotlib happens to be installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for report in reports:
+        batches = report["throughput"]["batches"]
+        sizes = [int(size) for size in batches]
+        name = report["model"].rsplit("/", 1)[-1]
+        for key, style in (("encode_per_s", ":"), ("float_per_s", "-"), ("base64_per_s", "--")):
+            label = f"{name} {key.removesuffix('_per_s')}"
+            axes.plot(sizes, [batch[key] for batch in batches.values()], style, marker="o", label=label)
+    axes.set(xscale="log", xlabel="batch size (inputs)", ylabel="inputs per second")
+    axes.set_xticks(sizes, [str(size) for size in sizes])
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
