@@ -25,8 +25,10 @@ from embedding_engine.settings import Settings  # noqa: E402
 
 engine = Engine.start(Settings.from_env(), init_started=INIT_STARTED)
 app = create_app(engine)
+http = HttpRequest(app)
 # Order matters: pings and records are recognised before anything is handed to Mangum.
-routes: tuple[EventRoute, ...] = (WarmupPing(engine), DocumentRecords(engine.indexer), HttpRequest(app))
+routes: tuple[EventRoute, ...] = (WarmupPing(engine), DocumentRecords(engine.indexer), http)
+engine.finish_init(http_warmup=http.warm_up)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -208,7 +208,7 @@ def test_health_reports_the_model_and_init(client: TestClient) -> None:
     assert body["dimensions"] == 384
     assert body["max_sequence_length"] == 256
     assert body["load_strategy"] == "cpu"
-    assert set(body["timings_ms"]) == {"imports", "load", "warmup", "store", "total"}
+    assert set(body["timings_ms"]) == {"imports", "load", "warmup", "store", "http_warmup", "total"}
     assert body["document_store"] == "configured"
     assert all(value > 0 for value in body["timings_ms"].values())
     assert body["init_cold_start"] is True

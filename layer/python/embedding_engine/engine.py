@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,6 @@ class Engine:
             timings["store"] = round((time.perf_counter() - before_store) * 1000, 1)
         timings["total"] = round((time.perf_counter() - init_started) * 1000, 1)
         state = ContainerState(init_started=init_started, initialization_type=settings.initialization_type)
-        _publish_init_metrics(timings, report.strategy)
         return cls(
             settings=settings,
             embedder=embedder,
@@ -94,6 +94,16 @@ class Engine:
             store=store,
             indexer=indexer,
         )
+
+    def finish_init(self, **steps: Callable[[], object]) -> None:
+        """Run the last init steps, each timed as a phase of its own, then log and publish the init
+        figures (as their own EMF document: init has no invocation to flush them)."""
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            self.timings_ms[name] = round((time.perf_counter() - started) * 1000, 1)
+        self.timings_ms["total"] = round((time.perf_counter() - self.state.init_started) * 1000, 1)
+        _publish_init_metrics(self.timings_ms, self.load_report.strategy)
 
     def health(self) -> dict[str, Any]:
         """What `/health` shows: the model, how it was loaded, and this container's state."""
@@ -134,7 +144,6 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
 
 
 def _publish_init_metrics(timings: dict[str, float], strategy: str) -> None:
-    """Emit the init figures now, as their own EMF document (init has no invocation to flush them)."""
     logger.info("init complete", extra={"timings_ms": timings, "load_strategy": strategy})
     init_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
     init_metrics.add_dimension(name="load_strategy", value=strategy)
