@@ -149,6 +149,26 @@ def table(results: dict[str, Any]) -> str:
                     target,
                 )
             )
+    sizing = results.get("sizing", {})
+    if "1" in sizing and len(sizing) > 1:
+        one, most = sizing["1"], sizing[max(sizing, key=int)]
+        cpus = max(sizing, key=int)
+        lines += [
+            _row(
+                f"Sizing: one short query, handler ms, 1 CPU (≈1,769 MB) vs {cpus} CPUs (≥3,008 MB)",
+                f"{one['query_ms']:.1f} ms",
+                f"{cpus} CPUs: {most['query_ms']:.1f} ms",
+                f"{one['query_ms'] / most['query_ms']:.2f}",
+                "—",
+            ),
+            _row(
+                f"Sizing: batch 32, inputs/s, 1 CPU vs {cpus} CPUs",
+                f"{one['batch32_inputs_per_s']:.1f}",
+                f"{cpus} CPUs: {most['batch32_inputs_per_s']:.1f}",
+                f"{one['batch32_inputs_per_s'] / most['batch32_inputs_per_s']:.2f}",
+                "—",
+            ),
+        ]
     indexing = results["indexing"]
     lines.append(
         _row(

@@ -103,12 +103,17 @@ def child(out: Path, quick: bool) -> None:
     import handler  # Lambda's init: load, verify and warm the model
     from bench.indexing import measure_indexing
     from bench.latency import fixture_query, measure_overhead, measure_throughput
+    from bench.sizing import measure_sizing
 
     progress("overhead")
     overhead = measure_overhead(handler, text=fixture_query(), calls=plan["overhead"])
     progress("throughput")
     sizes = sorted(plan["throughput"])
     throughput = measure_throughput(handler, batch_sizes=sizes, repetitions=plan["throughput"])
+    progress("sizing")
+    sizing = measure_sizing(
+        handler, text=fixture_query(), calls=plan["overhead"] // 2, batch_rounds=plan["throughput"][32]
+    )
     progress("indexing")
     indexing = measure_indexing(handler.engine, documents=plan["documents"], repetitions=plan["indexing"])
     seconds = time.perf_counter() - started
@@ -127,6 +132,7 @@ def child(out: Path, quick: bool) -> None:
         "boot": boot,
         "overhead": overhead,
         "throughput": throughput,
+        "sizing": sizing,
         "indexing": indexing,
         "seconds": round(seconds, 1),
     }
