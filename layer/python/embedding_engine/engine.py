@@ -71,7 +71,7 @@ class Engine:
         loaded = load_model(settings.model_source, threads=settings.torch_threads)
         report = loaded.report
         timings = dict(report.timings_ms)
-        timings["imports"] = round(timings["imports"] + (before_load - init_started) * 1000, 1)
+        timings["imports"] = round(timings["imports"] + _elapsed_ms(init_started, before_load), 1)
         embedder = Embedder(loaded.model, model_id=settings.model_id, batch_size=settings.encode_batch_size)
         store = indexer = None
         if settings.store_configured:
@@ -82,8 +82,8 @@ class Engine:
             store = open_store(settings, embedder)
             fetcher = S3Fetcher(max_bytes=settings.max_document_bytes)
             indexer = Indexer(embedder, store, fetcher=fetcher, overlap_tokens=settings.chunk_overlap_tokens)
-            timings["store"] = round((time.perf_counter() - before_store) * 1000, 1)
-        timings["total"] = round((time.perf_counter() - init_started) * 1000, 1)
+            timings["store"] = _elapsed_ms(before_store)
+        timings["total"] = _elapsed_ms(init_started)
         state = ContainerState(init_started=init_started, initialization_type=settings.initialization_type)
         return cls(
             settings=settings,
@@ -101,8 +101,8 @@ class Engine:
         for name, step in steps.items():
             started = time.perf_counter()
             step()
-            self.timings_ms[name] = round((time.perf_counter() - started) * 1000, 1)
-        self.timings_ms["total"] = round((time.perf_counter() - self.state.init_started) * 1000, 1)
+            self.timings_ms[name] = _elapsed_ms(started)
+        self.timings_ms["total"] = _elapsed_ms(self.state.init_started)
         _publish_init_metrics(self.timings_ms, self.load_report.strategy)
 
     def health(self) -> dict[str, Any]:
@@ -141,6 +141,11 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     except StoreUnavailableError:
         logger.warning("document store unreachable during init; it will reconnect on first use")
     return store
+
+
+def _elapsed_ms(started: float, until: float | None = None) -> float:
+    """Milliseconds from `started` (a `time.perf_counter()` value) to `until`, or to now."""
+    return round(((until if until is not None else time.perf_counter()) - started) * 1000, 1)
 
 
 def _publish_init_metrics(timings: dict[str, float], strategy: str) -> None:
