@@ -8,13 +8,12 @@ API); then the median of the next invocations. Peak RSS is VmHWM from /proc/<pid
 the first `next` and after the last request. The eager design (`handler`) and the lazy one
 (`bench.lazy_handler`) alternate, so the machine's noise falls on both alike.
 
-`tests/runtime_api.py` is imported, not copied: the tests folder is appended to sys.path below.
+`tests/runtime_api.py` is imported, not copied (see `bench/__init__.py`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,50 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from runtime_api import FUNCTION_DIR, LAYER_DIR, RuntimeApi, lambda_environment
+
 REPO = Path(__file__).resolve().parents[1]
-FUNCTION_DIR = REPO / "function"  # LAMBDA_TASK_ROOT in the image
-LAYER_DIR = REPO / "layer" / "python"  # /opt/python in the image
 EVENT_PATH = REPO / "tests" / "events" / "apigw_http_v2.json"
-if str(REPO / "tests") not in sys.path:
-    sys.path.append(str(REPO / "tests"))  # appended, so the tests' helpers never shadow a library
-from runtime_api import RuntimeApi  # noqa: E402  (tests/runtime_api.py)
 
 DESIGNS = {"eager": "handler.lambda_handler", "lazy": "bench.lazy_handler.lambda_handler"}
 CEILING = 300.0  # seconds: a ceiling on any wait, never an expectation of speed
-# Not inherited from the bench's own environment: Lambda's process starts without them. POWERTOOLS_
-# too, so the function logs at Powertools' defaults (INFO, EMF metrics on), as in Lambda.
-NOT_INHERITED = (
-    *("AWS_", "LAMBDA_", "_LAMBDA_", "_HANDLER", "MODEL_", "API_KEYS", "STRICT_MODEL", "PYTHON"),
-    *("POWERTOOLS_", "DATABASE_"),
-)
-PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def lambda_environment(runtime_api: str, handler: str, model_env: Mapping[str, str]) -> dict[str, str]:
-    """What Lambda gives the function's process, with this Runtime API, offline."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(NOT_INHERITED) and name.lower() not in PROXIES
-    }
-    env.update(
-        AWS_LAMBDA_RUNTIME_API=runtime_api,
-        AWS_LAMBDA_FUNCTION_NAME="embeddings-api",
-        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="2048",
-        AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
-        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/embeddings-api",
-        AWS_LAMBDA_LOG_STREAM_NAME="2026/11/25/[$LATEST]0123456789abcdef",
-        AWS_REGION="us-east-1",
-        LAMBDA_TASK_ROOT=str(FUNCTION_DIR),
-        _HANDLER=handler,
-        # The repo root, last, only so that `bench.lazy_handler` imports; both designs get the same path.
-        PYTHONPATH=os.pathsep.join([str(LAYER_DIR), str(REPO)]),
-        PYTHONUNBUFFERED="1",
-        HF_HUB_OFFLINE="1",
-    )
-    env.update(model_env)
-    return env
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -103,7 +65,9 @@ def boot_once(design: str, model_env: Mapping[str, str], *, steady: int, log_pat
         process = subprocess.Popen(
             [sys.executable, "-m", "awslambdaric", DESIGNS[design]],
             cwd=FUNCTION_DIR,
-            env=lambda_environment(api.address, DESIGNS[design], model_env),
+            env=lambda_environment(
+                api.address, handler=DESIGNS[design], pythonpath=(LAYER_DIR, REPO), **model_env
+            ),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

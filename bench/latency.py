@@ -14,28 +14,14 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.corpus import sentence
+from helpers import FakeLambdaContext  # tests/helpers.py
 
 EVENT_PATH = Path(__file__).resolve().parents[1] / "tests" / "events" / "apigw_http_v2.json"
 PASSAGE_TOKENS = (40, 120)  # realistic inputs: a few sentences, a short paragraph
-
-
-@dataclass
-class FakeLambdaContext:
-    """What Powertools' `inject_lambda_context` and Mangum read from Lambda's context object."""
-
-    function_name: str = "embeddings-api"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:embeddings-api:live"
-    aws_request_id: str = "8f5e0a1c-52a3-4c1f-9d0e-2f3c4b5a6d7e"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 def http_event(body: dict[str, Any]) -> dict[str, Any]:

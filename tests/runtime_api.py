@@ -9,16 +9,18 @@ the runtime posts, and when the runtime first asked for an event: that is the en
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -229,3 +231,44 @@ class RuntimeApi:
         with self._changed:
             self._init_error = posted
             self._changed.notify_all()
+
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = REPO / "function"  # LAMBDA_TASK_ROOT in the image
+LAYER_DIR = REPO / "layer" / "python"  # /opt/python in the image
+# Not inherited from the caller's environment: Lambda's process starts without them (POWERTOOLS_
+# too, so the function logs at Powertools' defaults, as in Lambda).
+NOT_INHERITED = (
+    *("AWS_", "LAMBDA_", "_LAMBDA_", "_HANDLER", "MODEL_", "API_KEYS", "STRICT_MODEL", "PYTHON"),
+    *("POWERTOOLS_", "DATABASE_"),
+)
+PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def lambda_environment(
+    runtime_api: str, *, handler: str, pythonpath: Sequence[Path] = (LAYER_DIR,), **overrides: str
+) -> dict[str, str]:
+    """What Lambda gives a function's process (run it with cwd FUNCTION_DIR), with this Runtime API
+    and no network: the layer on PYTHONPATH, as /opt/python is in the image."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(NOT_INHERITED) and name.lower() not in PROXIES
+    }
+    env.update(
+        AWS_LAMBDA_RUNTIME_API=runtime_api,
+        AWS_LAMBDA_FUNCTION_NAME="embeddings-api",
+        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="2048",
+        AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
+        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/embeddings-api",
+        AWS_LAMBDA_LOG_STREAM_NAME="2026/11/25/[$LATEST]0123456789abcdef",
+        AWS_REGION="us-east-1",
+        LAMBDA_TASK_ROOT=str(FUNCTION_DIR),
+        _HANDLER=handler,
+        PYTHONPATH=os.pathsep.join(str(path) for path in pythonpath),
+        PYTHONUNBUFFERED="1",
+        HF_HUB_OFFLINE="1",
+    )
+    env.update(overrides)
+    return env

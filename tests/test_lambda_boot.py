@@ -10,7 +10,6 @@ that a bad configuration fails init itself, reported to `init/error`, instead of
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -24,16 +23,10 @@ from typing import Any
 import pytest
 
 from helpers import load_event
-from runtime_api import Result, RuntimeApi
+from runtime_api import FUNCTION_DIR, Result, RuntimeApi, lambda_environment
 
-REPO = Path(__file__).resolve().parents[1]
-FUNCTION_DIR = REPO / "function"  # LAMBDA_TASK_ROOT in the image
-LAYER_DIR = REPO / "layer" / "python"  # /opt/python in the image
 HANDLER = "handler.lambda_handler"
 CEILING = 120.0  # seconds: a generous ceiling on anything that waits, never an expectation of speed
-# Environment that must not leak from the test session into the "Lambda" process.
-NOT_INHERITED = ("AWS_", "LAMBDA_", "_LAMBDA_", "_HANDLER", "MODEL_", "API_KEYS", "STRICT_MODEL", "PYTHON")
-PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 @dataclass
@@ -57,32 +50,6 @@ def read_log(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
-def lambda_environment(runtime_api: str, **overrides: str) -> dict[str, str]:
-    """What Lambda gives a function's process, with this test's Runtime API and no network."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(NOT_INHERITED) and name.lower() not in PROXIES
-    }
-    env.update(
-        AWS_LAMBDA_RUNTIME_API=runtime_api,
-        AWS_LAMBDA_FUNCTION_NAME="embeddings-api",
-        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="2048",
-        AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
-        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/embeddings-api",
-        AWS_LAMBDA_LOG_STREAM_NAME="2026/11/25/[$LATEST]0123456789abcdef",
-        AWS_REGION="us-east-1",
-        LAMBDA_TASK_ROOT=str(FUNCTION_DIR),
-        _HANDLER=HANDLER,
-        PYTHONPATH=str(LAYER_DIR),
-        PYTHONUNBUFFERED="1",
-        HF_HUB_OFFLINE="1",
-    )
-    env.update(overrides)
-    return env
-
-
 @contextmanager
 def lambda_process(log_path: Path, **env_overrides: str) -> Iterator[LambdaProcess]:
     """Run `python -m awslambdaric handler.lambda_handler` as the image's entry point does; kill it
@@ -96,7 +63,7 @@ def lambda_process(log_path: Path, **env_overrides: str) -> Iterator[LambdaProce
         process = subprocess.Popen(
             [sys.executable, "-m", "awslambdaric", HANDLER],
             cwd=FUNCTION_DIR,
-            env=lambda_environment(api.address, **env_overrides),
+            env=lambda_environment(api.address, handler=HANDLER, **env_overrides),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
