@@ -59,7 +59,6 @@ class Engine:
     load_report: LoadReport
     state: ContainerState
     timings_ms: dict[str, float] = field(default_factory=dict)
-    store: ChunkStore | None = None
     indexer: Indexer | None = None
 
     @classmethod
@@ -73,7 +72,7 @@ class Engine:
         timings = dict(report.timings_ms)
         timings["imports"] = round(timings["imports"] + _elapsed_ms(init_started, before_load), 1)
         embedder = Embedder(loaded.model, model_id=settings.model_id, batch_size=settings.encode_batch_size)
-        store = indexer = None
+        indexer = None
         if settings.store_configured:
             from embedding_engine.indexing.fetch import S3Fetcher
             from embedding_engine.indexing.pipeline import Indexer
@@ -91,9 +90,13 @@ class Engine:
             load_report=report,
             state=state,
             timings_ms=timings,
-            store=store,
             indexer=indexer,
         )
+
+    @property
+    def store(self) -> ChunkStore | None:
+        """The document store, when one is configured (the indexer writes to it, search reads it)."""
+        return self.indexer.store if self.indexer is not None else None
 
     def finish_init(self, **steps: Callable[[], object]) -> None:
         """Run the last init steps, each timed as a phase of its own, then log and publish the init
