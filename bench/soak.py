@@ -1,0 +1,172 @@
+"""Memory soak: thousands of varied requests in-process through `handler.lambda_handler`, as one warm
+Lambda container serves them, with the resident set size (VmRSS) read every `--every` requests and a
+short single-query latency probe at each reading.
+
+The allocator is chosen when the process starts (`LD_PRELOAD`, `MALLOC_*`), so each allocator gets its
+own process: `python -m bench.soak --requests 10000 --out soak.json` under the environment to test.
+
+The mix (deterministic for a seed): OpenAI requests (30 % of them base64, some with `dimensions`),
+TEI requests, requests carrying one over-long text (truncated), and a few bad requests (400/422);
+1 to `--max-texts` texts of 3-60 words each, drawn uniformly or log-uniformly (`--spread`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+LONG_TEXT_WORDS = (600, 1500)
+
+
+def memory_mb() -> dict[str, float]:
+    """This process's resident set size now (VmRSS) and at its peak (VmHWM), in MB."""
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = round(int(rest.split()[0]) / 1024, 1)
+    return {"rss_mb": values["VmRSS"], "peak_mb": values["VmHWM"]}
+
+
+def allocator() -> str:
+    """Which malloc serves this process: jemalloc when preloaded, else glibc (with any MALLOC_ tuning)."""
+    maps = Path("/proc/self/maps").read_text()
+    if "libjemalloc" in maps:
+        return "jemalloc"
+    tuning = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MALLOC_") and k.endswith("_"))
+    return "glibc" + (f" ({', '.join(tuning)})" if tuning else "")
+
+
+class Traffic:
+    """A deterministic stream of varied request bodies, with the path each one goes to."""
+
+    def __init__(self, *, seed: int, max_texts: int, spread: str) -> None:
+        from bench.corpus import CLAUSES, OBJECTS, SUBJECTS, VERBS
+
+        self.rng = random.Random(seed)
+        self.max_texts = max_texts
+        self.spread = spread
+        phrases = SUBJECTS + VERBS + OBJECTS + CLAUSES
+        self.words = sorted({word.strip(".,").lower() for phrase in phrases for word in phrase.split()})
+        # Rarer words too, so token counts vary beyond the corpus's vocabulary.
+        self.words += ["".join(self.rng.choices("abcdefghijklmnopqrstuvwxyz", k=n)) for n in range(3, 15)]
+
+    def text(self, low: int = 3, high: int = 60) -> str:
+        return " ".join(self.rng.choices(self.words, k=self.rng.randint(low, high)))
+
+    def count(self) -> int:
+        if self.spread == "uniform":
+            return self.rng.randint(1, self.max_texts)
+        return min(self.max_texts, int(math.exp(self.rng.uniform(0, math.log(self.max_texts + 1)))))
+
+    def request(self) -> tuple[str, dict[str, Any]]:
+        """(path, JSON body) of the next request."""
+        texts = [self.text() for _ in range(self.count())]
+        roll = self.rng.random()
+        if roll < 0.02:  # bad requests: refused before any work
+            return "/v1/embeddings", self.rng.choice([{"input": [*texts, ""]}, {"input": {"text": "x"}}])
+        if roll < 0.05:  # one over-long text among the others: truncated to the max sequence length
+            texts[self.rng.randrange(len(texts))] = self.text(*LONG_TEXT_WORDS)
+        if roll < 0.20:
+            return "/embed", {"inputs": texts, "truncate": True, "normalize": self.rng.random() < 0.9}
+        body: dict[str, Any] = {"input": texts, "model": "any"}
+        if self.rng.random() < 0.3:
+            body["encoding_format"] = "base64"
+        if self.rng.random() < 0.1:
+            body["dimensions"] = self.rng.choice([64, 128, 256])
+        return "/v1/embeddings", body
+
+
+def http_event(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP API v2 event (the fixture's shape) for `POST path` with `body`."""
+    event: dict[str, Any] = json.loads((REPO / "tests" / "events" / "apigw_http_v2.json").read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"POST {path}"
+    event["body"] = json.dumps(body)
+    event["headers"]["content-length"] = str(len(event["body"].encode()))
+    return event
+
+
+def probe_ms(handler: Any, context: Any, calls: int = 21) -> float:
+    """Median latency of one short query through the handler, in ms."""
+    event = http_event("/v1/embeddings", {"input": ["How do I avoid Lambda cold starts?"]})
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        handler.lambda_handler(event, context)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def soak(*, requests: int, every: int, max_texts: int, spread: str, seed: int) -> dict[str, Any]:
+    """Send `requests` varied requests through the handler; a reading every `every` requests."""
+    sys.path.insert(0, str(REPO / "function"))
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import FakeLambdaContext
+
+    started = time.perf_counter()
+    import handler  # Lambda's init
+
+    init_s = time.perf_counter() - started
+    context = FakeLambdaContext()
+    traffic = Traffic(seed=seed, max_texts=max_texts, spread=spread)
+    statuses: Counter[int] = Counter()
+    texts = 0
+    readings = [{"requests": 0, "seconds": 0.0, **memory_mb(), "query_ms": probe_ms(handler, context)}]
+    print(f"  {allocator()}: {readings[0]}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    for number in range(1, requests + 1):
+        path, body = traffic.request()
+        texts += len(body.get("input") or body.get("inputs") or [])
+        response = handler.lambda_handler(http_event(path, body), context)
+        statuses[int(response["statusCode"])] += 1
+        if number % every == 0:
+            reading = {
+                "requests": number,
+                "seconds": round(time.perf_counter() - started, 1),
+                **memory_mb(),
+                "query_ms": probe_ms(handler, context),
+            }
+            readings.append(reading)
+            print(f"  {allocator()}: {reading}", file=sys.stderr, flush=True)
+    return {
+        "allocator": allocator(),
+        "model": handler.engine.embedder.model_id,
+        "requests": requests,
+        "texts": texts,
+        "spread": spread,
+        "max_texts": max_texts,
+        "seed": seed,
+        "init_seconds": round(init_s, 1),
+        "statuses": {str(code): count for code, count in sorted(statuses.items())},
+        "readings": readings,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--every", type=int, default=500)
+    parser.add_argument("--max-texts", type=int, default=64)
+    parser.add_argument("--spread", choices=["uniform", "log"], default="log")
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    result = soak(
+        requests=args.requests, every=args.every, max_texts=args.max_texts, spread=args.spread, seed=args.seed
+    )
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
