@@ -14,6 +14,7 @@ from starlette.routing import Route
 from embedding_engine.api import openai, search, tei
 from embedding_engine.api.http import Dialect, error_response, json_response, parse, read_json_object
 from embedding_engine.auth import ApiKeys
+from embedding_engine.deadline import Deadline
 from embedding_engine.engine import Engine
 from embedding_engine.errors import MethodNotAllowedError, RouteNotFoundError, ServiceError
 from embedding_engine.observability import logger
@@ -21,12 +22,14 @@ from embedding_engine.service import EmbeddingService
 from embedding_engine.settings import ALB_PAYLOAD_BYTES, RESPONSE_ENVELOPE_BYTES
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+# Seconds kept, before a request's deadline, to serialise and send the reply.
+REPLY_RESERVE_SECONDS = 1.0
 
 
 def create_app(engine: Engine) -> Starlette:
     """Build the app around a started engine (the model is already loaded and warm)."""
     settings = engine.settings
-    service = EmbeddingService(engine.embedder, settings)
+    service = EmbeddingService(engine.embedder, settings, max_total_tokens=engine.max_total_tokens)
     api_keys = ApiKeys.from_settings(settings)
 
     def guarded(endpoint: Endpoint, dialect: Dialect, *, public: bool = False) -> Endpoint:
@@ -45,6 +48,15 @@ def create_app(engine: Engine) -> Starlette:
 
         return run
 
+    def deadline(request: Request) -> Deadline:
+        """When this request's work must be done: within REQUEST_TIMEOUT_SECONDS (API Gateway's
+        patience) and before Lambda's own deadline, with time kept to send the reply."""
+        return Deadline.of_invocation(
+            request.scope.get("aws.context"),
+            limit_seconds=settings.request_timeout_seconds,
+            reserve_seconds=REPLY_RESERVE_SECONDS,
+        )
+
     def response_limit(request: Request) -> int:
         """Lambda's synchronous limit, or an ALB's smaller one when the event came through an ALB."""
         event = request.scope.get("aws.event")
@@ -59,20 +71,22 @@ def create_app(engine: Engine) -> Starlette:
         payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
         body = parse(openai.EmbeddingsRequest, payload)
         limit = response_limit(request)
-        content = openai.create_embeddings(body, service, max_response_bytes=limit)
+        content = openai.create_embeddings(
+            body, service, max_response_bytes=limit, deadline=deadline(request)
+        )
         return json_response(content, max_bytes=limit)
 
     async def tei_embed(request: Request) -> Response:
         payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
         body = parse(tei.EmbedRequest, payload)
         limit = response_limit(request)
-        vectors = tei.embed(body, service, max_response_bytes=limit)
+        vectors = tei.embed(body, service, max_response_bytes=limit, deadline=deadline(request))
         return json_response(vectors, max_bytes=limit)
 
     async def search_chunks(request: Request) -> Response:
         payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
         body = parse(search.SearchRequest, payload)
-        content = search.search(body, engine.embedder, engine.store)
+        content = search.search(body, engine.embedder, engine.store, deadline=deadline(request))
         return json_response(content, max_bytes=response_limit(request))
 
     async def health(request: Request) -> Response:

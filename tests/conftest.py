@@ -73,6 +73,9 @@ def make_client(engine: Any) -> Any:
     def build(**overrides: Any) -> TestClient:
         from app import create_app
 
-        return TestClient(create_app(replace(engine, settings=replace(engine.settings, **overrides))))
+        changed = replace(engine, settings=replace(engine.settings, **overrides))
+        if "max_total_tokens" in overrides:  # Engine.start turned the setting into the engine's budget
+            changed = replace(changed, max_total_tokens=overrides["max_total_tokens"])
+        return TestClient(create_app(changed))
 
     return build

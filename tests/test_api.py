@@ -122,7 +122,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("json-array", OPENAI, {"json": ["a"]}, 400, "JSON object"),
     ("missing-input", OPENAI, {"json": {"model": "m"}}, 422, "input"),
     ("input-number", OPENAI, {"json": {"input": 5}}, 422, "string or a list of strings"),
-    ("input-mixed", OPENAI, {"json": {"input": ["a", 3]}}, 422, "item 1 is int"),
+    ("input-mixed", OPENAI, {"json": {"input": ["a", 3]}}, 422, "item 1 is a number"),
     ("input-empty-list", OPENAI, {"json": {"input": []}}, 400, "must not be empty"),
     ("input-empty-string", OPENAI, {"json": {"input": ["a", ""]}}, 400, "index 1"),
     ("token-ids", OPENAI, {"json": {"input": [101, 2023, 102]}}, 400, "token ids"),
@@ -208,7 +208,15 @@ def test_health_reports_the_model_and_init(client: TestClient) -> None:
     assert body["dimensions"] == 384
     assert body["max_sequence_length"] == 256
     assert body["load_strategy"] == "cpu"
-    assert set(body["timings_ms"]) == {"imports", "load", "warmup", "store", "http_warmup", "total"}
+    assert set(body["timings_ms"]) == {
+        "imports",
+        "load",
+        "warmup",
+        "throughput",
+        "store",
+        "http_warmup",
+        "total",
+    }
     assert body["document_store"] == "configured"
     assert all(value > 0 for value in body["timings_ms"].values())
     assert body["init_cold_start"] is True

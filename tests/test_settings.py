@@ -14,7 +14,8 @@ def test_defaults_serve_the_bundled_model() -> None:
     settings = Settings.from_env({})
     assert settings.model_id == DEFAULT_MODEL_ID
     assert settings.model_source == str(bundled_model_path())
-    assert (settings.max_inputs, settings.max_total_tokens) == (2048, 300_000)
+    assert (settings.max_inputs, settings.max_total_tokens) == (2048, None)  # None: from throughput
+    assert settings.request_timeout_seconds == 29
     assert settings.max_request_bytes == 6 * 1024 * 1024
     assert settings.max_response_bytes < settings.max_request_bytes
     assert not settings.auth_enabled

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from embedding_engine.api.search import SearchRequest, search
+from embedding_engine.deadline import Deadline
 from embedding_engine.engine import Engine
 from embedding_engine.errors import DocumentError
 from embedding_engine.indexing.documents import SUPPORTED_EXTENSIONS
@@ -39,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert engine.indexer is not None
         return index_paths(engine.indexer, args.paths)
     request = SearchRequest(query=args.query, k=args.k, source_prefix=args.source_prefix)
-    for rank, hit in enumerate(search(request, engine.embedder, engine.store)["hits"], start=1):
+    hits = search(request, engine.embedder, engine.store, deadline=Deadline.never())["hits"]
+    for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit["text"].split())[:160]
         print(f"{rank}. {hit['score']:.3f}  {hit['source']}#{hit['chunk']}\n   {snippet}")
     return 0

@@ -1,18 +1,58 @@
-"""The warm model behind one small interface: count tokens, embed texts."""
+"""The warm model behind one small interface: read texts (cut, counted), embed them in time."""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from embedding_engine.deadline import Deadline
+from embedding_engine.errors import DeadlineExceededError
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 Vectors = npt.NDArray[np.float32]
+
+# An input is read up to max_seq_length x this many characters: English averages 4-5 characters per
+# token, so the cut keeps far more text than the model reads. When that is not enough tokens (long
+# runs of spaces, say), the window grows up to MAX_CHARS_PER_TOKEN; past that, nothing more is read.
+CHARS_PER_TOKEN = 16
+MAX_CHARS_PER_TOKEN = 64
+# Batches smaller than this many padded tokens do not update the throughput estimate: per-call
+# overhead dominates them, and they are fast anyway.
+MIN_MEASURED_TOKENS = 512
+_LAST_WORD = re.compile(r"\S+\Z")
+
+
+@dataclass(frozen=True)
+class ReadTexts:
+    """Texts as the model reads them: each cut to what can change its vector, with its token count
+    (special tokens included) counted on the cut text; a count over `max_seq_length` means "at least"."""
+
+    texts: list[str]
+    tokens: list[int]
+
+
+class Throughput:
+    """Padded tokens per second this model encodes on this CPU: measured at init, then a moving
+    average over real batches (so a busier or slower CPU is noticed)."""
+
+    def __init__(self, tokens_per_second: float) -> None:
+        self.tokens_per_second = tokens_per_second
+
+    def observe(self, padded_tokens: int, seconds: float) -> None:
+        if padded_tokens >= MIN_MEASURED_TOKENS and seconds > 0:
+            self.tokens_per_second = 0.8 * self.tokens_per_second + 0.2 * padded_tokens / seconds
+
+    def seconds_for(self, padded_tokens: int) -> float:
+        return padded_tokens / self.tokens_per_second
 
 
 class Embedder:
@@ -28,6 +68,8 @@ class Embedder:
         self._tokenizer = model.tokenizer
         # Inputs are truncated to this many tokens (the tokenizer's limit when the model sets none).
         self.max_seq_length: int = int(model.max_seq_length or self._tokenizer.model_max_length)
+        self.special_tokens: int = int(self._tokenizer.num_special_tokens_to_add())
+        self.throughput = Throughput(tokens_per_second=1000.0)  # until `measure_throughput`
         self._lock = threading.Lock()
         modules = list(model)
         # Without its trailing Normalize module, for callers that ask for raw (unnormalised) vectors.
@@ -41,7 +83,7 @@ class Embedder:
         return self._tokenizer
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Tokens per text, special tokens included, before any truncation."""
+        """Tokens per text, special tokens included, before any truncation (tokenizes all of it)."""
         encoded = self._tokenizer(
             list(texts),
             add_special_tokens=True,
@@ -52,23 +94,95 @@ class Embedder:
         )
         return [len(ids) for ids in encoded["input_ids"]]
 
+    def read(self, texts: Sequence[str]) -> ReadTexts:
+        """Cut each text to what the model can read, then count its tokens. The tokenizer never sees
+        a whole multi-megabyte input (it would allocate for every token before truncating)."""
+        window = self.max_seq_length * CHARS_PER_TOKEN
+        cut = list(texts)
+        tokens = self.token_counts([text if len(text) <= window else "" for text in cut])
+        for index, text in enumerate(cut):
+            if len(text) > window:
+                cut[index], tokens[index] = self._cut(text)
+        return ReadTexts(texts=cut, tokens=tokens)
+
+    def _cut(self, text: str) -> tuple[str, int]:
+        """`text` cut where it can no longer change the vector: after enough whole words to exceed
+        `max_seq_length` tokens (the model reads the first tokens only, and a word cut in two could
+        tokenize differently). The window doubles while it holds too few tokens; at
+        MAX_CHARS_PER_TOKEN per token it is cut there, whatever it holds."""
+        window = self.max_seq_length * CHARS_PER_TOKEN
+        while window < len(text):
+            at_limit = window >= self.max_seq_length * MAX_CHARS_PER_TOKEN
+            head = text[:window]
+            last_word = None if text[window].isspace() else _LAST_WORD.search(head)
+            if last_word is not None and not at_limit:
+                head = head[: last_word.start()]  # "" when the window is one word: grow it
+            if head:
+                [count] = self.token_counts([head])
+                if count > self.max_seq_length or at_limit:
+                    return head, count
+            window *= 2
+        [count] = self.token_counts([text])
+        return text, count
+
+    def measure_throughput(self, texts: Sequence[str]) -> float:
+        """Time one batch of `texts` (after the warm-up) and start the throughput estimate from it."""
+        read = self.read(texts)
+        padded = len(read.texts) * min(max(read.tokens), self.max_seq_length)
+        started = time.perf_counter()
+        with self._lock:
+            self.model.encode(read.texts, batch_size=len(read.texts), convert_to_numpy=True)
+        self.throughput = Throughput(padded / (time.perf_counter() - started))
+        return self.throughput.tokens_per_second
+
     def embed(
-        self, texts: Sequence[str], *, normalize: bool = True, dimensions: int | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        normalize: bool = True,
+        dimensions: int | None = None,
+        tokens: Sequence[int] | None = None,
+        deadline: Deadline | None = None,
     ) -> Vectors:
         """Embed `texts` (truncated to the model's max sequence length), optionally shortened to
-        `dimensions` (Matryoshka-style: keep the first components, then re-normalise)."""
+        `dimensions` (Matryoshka-style: keep the first components, then re-normalise). Texts go by
+        length, one batch at a time; before each batch, `DeadlineExceededError` if it cannot finish
+        by `deadline` at the measured throughput. `tokens` (from `read`) sharpen that estimate."""
         model = self.model if normalize or self._raw_model is None else self._raw_model
-        with self._lock:
-            vectors = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=normalize,
-            )
-        vectors = np.asarray(vectors, dtype=np.float32)
+        lengths = (
+            [min(n, self.max_seq_length) for n in tokens]
+            if tokens is not None
+            else [min(len(text) // 4 + 2, self.max_seq_length) for text in texts]
+        )
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for first in range(0, len(order), self.batch_size):
+            batch = order[first : first + self.batch_size]
+            padded = len(batch) * lengths[batch[0]]
+            if deadline is not None:
+                self._check_time(deadline, padded, done=first, total=len(texts))
+            started = time.perf_counter()
+            with self._lock:
+                vectors[batch] = model.encode(
+                    [texts[i] for i in batch],
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=normalize,
+                )
+            self.throughput.observe(padded, time.perf_counter() - started)
         if dimensions is not None and dimensions < vectors.shape[1]:
             vectors = vectors[:, :dimensions]
             if normalize:
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)
                 vectors = vectors / np.maximum(norms, np.finfo(np.float32).tiny)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _check_time(self, deadline: Deadline, padded_tokens: int, *, done: int, total: int) -> None:
+        needed, left = self.throughput.seconds_for(padded_tokens), deadline.remaining()
+        if needed > left:
+            raise DeadlineExceededError(
+                f"Stopped after {done} of {total} inputs: the next batch needs about {needed:.1f} s and "
+                f"{max(left, 0):.1f} s are left before this invocation's deadline. Split the request into "
+                "smaller ones (or give the function more memory, which buys CPU).",
+                code="deadline_exceeded",
+            )

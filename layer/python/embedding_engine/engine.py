@@ -12,7 +12,8 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from embedding_engine.embedder import Embedder
 from embedding_engine.errors import StoreUnavailableError
-from embedding_engine.model_loader import LoadReport, load_model
+from embedding_engine.limits import default_max_total_tokens
+from embedding_engine.model_loader import WARMUP_TEXTS, LoadReport, load_model
 from embedding_engine.observability import METRICS_NAMESPACE, SERVICE_NAME, logger
 from embedding_engine.settings import Settings
 
@@ -58,6 +59,8 @@ class Engine:
     embedder: Embedder
     load_report: LoadReport
     state: ContainerState
+    # Tokens one request may carry: MAX_TOTAL_TOKENS, or what the model encodes in time (limits.py).
+    max_total_tokens: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     indexer: Indexer | None = None
 
@@ -72,6 +75,13 @@ class Engine:
         timings = dict(report.timings_ms)
         timings["imports"] = round(timings["imports"] + _elapsed_ms(init_started, before_load), 1)
         embedder = Embedder(loaded.model, model_id=settings.model_id, batch_size=settings.encode_batch_size)
+        before_throughput = time.perf_counter()
+        # A batch of passages of the length real requests carry, timed once the model is warm.
+        tokens_per_second = embedder.measure_throughput([WARMUP_TEXTS[-1]] * 4)
+        timings["throughput"] = _elapsed_ms(before_throughput)
+        max_total_tokens = settings.max_total_tokens or default_max_total_tokens(
+            tokens_per_second, settings.request_timeout_seconds
+        )
         indexer = None
         if settings.store_configured:
             from embedding_engine.indexing.fetch import S3Fetcher
@@ -89,6 +99,7 @@ class Engine:
             embedder=embedder,
             load_report=report,
             state=state,
+            max_total_tokens=max_total_tokens,
             timings_ms=timings,
             indexer=indexer,
         )
@@ -117,6 +128,9 @@ class Engine:
             "dimensions": self.embedder.dimensions,
             "max_sequence_length": self.embedder.max_seq_length,
             "torch_threads": self.settings.torch_threads,
+            "max_total_tokens": self.max_total_tokens,
+            "tokens_per_second": round(self.embedder.throughput.tokens_per_second),
+            "request_timeout_seconds": self.settings.request_timeout_seconds,
             "load_strategy": report.strategy,
             "failed_strategies": [
                 {"strategy": attempt.strategy, "error": attempt.error} for attempt in report.failed_attempts

@@ -86,6 +86,10 @@ class StoreUnavailableError(ServiceUnavailableError):
     """The document store is not configured, or cannot be reached right now."""
 
 
+class DeadlineExceededError(ServiceUnavailableError):
+    """The work left cannot finish before the invocation's deadline: stopped before being killed."""
+
+
 class SettingsError(Exception):
     """The environment holds a value the service cannot start with."""
 

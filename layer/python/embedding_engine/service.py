@@ -8,23 +8,23 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from embedding_engine.embedder import Embedder, Vectors
+from embedding_engine.deadline import Deadline
+from embedding_engine.embedder import Embedder, ReadTexts, Vectors
 from embedding_engine.errors import (
     InputTooLongError,
     InvalidInputError,
     PayloadTooLargeError,
     SchemaError,
 )
+from embedding_engine.limits import response_bytes
 from embedding_engine.observability import metrics
 from embedding_engine.settings import Settings
 
-# The least a float can take in JSON ("0.0123456,"): used to refuse hopeless responses before encoding.
-MIN_JSON_BYTES_PER_FLOAT = 8
-BASE64_BYTES_PER_FLOAT = 4 / 3 * 4
 RESPONSE_ADVICE = (
     "Ask for encoding_format='base64' (about 2.5x smaller than float), fewer inputs per request, "
     "or fewer dimensions."
 )
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number"}
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,19 @@ def texts_from(value: Any, param: str) -> list[str]:
             )
         index, item = next((i, item) for i, item in enumerate(value) if not isinstance(item, str))
         raise SchemaError(
-            f"`{param}` must be a string or a list of strings; item {index} is {type(item).__name__}.",
+            f"`{param}` must be a string or a list of strings; item {index} is {json_type(item)}.",
             param=param,
         )
     raise SchemaError(
-        f"`{param}` must be a string or a list of strings, not {type(value).__name__}.", param=param
+        f"`{param}` must be a string or a list of strings, not {json_type(value)}.", param=param
     )
+
+
+def json_type(value: Any) -> str:
+    """What JSON calls the type of a parsed value: null, an object, an array, a number..."""
+    if value is None:
+        return "null"
+    return next((name for kind, name in _JSON_TYPES.items() if isinstance(value, kind)), "a number")
 
 
 def _is_token_ids(item: Any) -> bool:
@@ -71,9 +78,10 @@ def _is_token_ids(item: Any) -> bool:
 class EmbeddingService:
     """Validates a batch of texts against the limits, then embeds it with the warm model."""
 
-    def __init__(self, embedder: Embedder, settings: Settings) -> None:
+    def __init__(self, embedder: Embedder, settings: Settings, *, max_total_tokens: int) -> None:
         self.embedder = embedder
         self.settings = settings
+        self.max_total_tokens = max_total_tokens
 
     def embed(
         self,
@@ -85,36 +93,47 @@ class EmbeddingService:
         dimensions: int | None = None,
         base64: bool = False,
         max_response_bytes: int,
+        deadline: Deadline,
     ) -> EmbeddingResult:
-        """Embed `texts`; `param` names the request field in error messages. A batch whose response
-        cannot fit in `max_response_bytes` is refused before any work is done."""
+        """Embed `texts`; `param` names the request field in error messages. Whatever can be refused
+        is refused before the model runs: a response over `max_response_bytes`, a token budget
+        overrun; and the model stops, with a 503, when the next batch cannot finish by `deadline`."""
         self._check_batch(texts, param)
         self._check_dimensions(dimensions)
-        least = len(texts) * (dimensions or self.embedder.dimensions)
-        least = int(least * (BASE64_BYTES_PER_FLOAT if base64 else MIN_JSON_BYTES_PER_FLOAT))
-        if least > max_response_bytes:
-            raise response_too_large(least, max_response_bytes)
+        size = response_bytes(len(texts), dimensions or self.embedder.dimensions, base64=base64)
+        if size > max_response_bytes:
+            raise response_too_large(size, max_response_bytes)
+        read = self.embedder.read(texts)
+        check_readable(read, self.embedder, param)
         max_tokens = self.embedder.max_seq_length
-        counts = self.embedder.token_counts(texts)
         if not truncate:
-            longest = max(counts)
-            if longest > max_tokens:
-                raise InputTooLongError(
-                    f"Input validation error: `{param}` must have less than {max_tokens} tokens. "
-                    f"Given: {longest}",
-                    param=param,
-                )
-        prompt_tokens = sum(min(count, max_tokens) for count in counts)
-        if prompt_tokens > self.settings.max_total_tokens:
+            self._check_not_truncated(read, texts, param)
+        prompt_tokens = sum(min(count, max_tokens) for count in read.tokens)
+        if prompt_tokens > self.max_total_tokens:
             raise InvalidInputError(
-                f"Requested {prompt_tokens} tokens, over the limit of "
-                f"{self.settings.max_total_tokens} tokens per request: split the batch.",
+                f"Requested {prompt_tokens} tokens, over the limit of {self.max_total_tokens} tokens per "
+                "request: split the batch.",
                 param=param,
             )
-        vectors = self.embedder.embed(texts, normalize=normalize, dimensions=dimensions)
+        vectors = self.embedder.embed(
+            read.texts, normalize=normalize, dimensions=dimensions, tokens=read.tokens, deadline=deadline
+        )
         metrics.add_metric(name="Inputs", unit=MetricUnit.Count, value=len(texts))
         metrics.add_metric(name="Tokens", unit=MetricUnit.Count, value=prompt_tokens)
         return EmbeddingResult(vectors=vectors, prompt_tokens=prompt_tokens)
+
+    def _check_not_truncated(self, read: ReadTexts, texts: Sequence[str], param: str) -> None:
+        """TEI's refusal of an over-long input when truncation is off. An input cut before it was
+        counted is known to be longer than its cut's count, not by how much."""
+        max_tokens = self.embedder.max_seq_length
+        index = max(range(len(texts)), key=lambda i: read.tokens[i])
+        longest = read.tokens[index]
+        if longest > max_tokens:
+            given = str(longest) if len(read.texts[index]) == len(texts[index]) else f"at least {longest}"
+            raise InputTooLongError(
+                f"Input validation error: `{param}` must have less than {max_tokens} tokens. Given: {given}",
+                param=param,
+            )
 
     def _check_batch(self, texts: Sequence[str], param: str) -> None:
         if not texts:
@@ -141,10 +160,22 @@ class EmbeddingService:
             )
 
 
+def check_readable(read: ReadTexts, embedder: Embedder, param: str) -> None:
+    """Refuse texts in which the model finds nothing to read (only spaces, control or zero-width
+    characters): they would all get the same meaningless vector, as an empty string would."""
+    blank = [index for index, count in enumerate(read.tokens) if count <= embedder.special_tokens]
+    if blank:
+        where = "" if len(read.tokens) == 1 else f" (first at index {blank[0]})"
+        raise InvalidInputError(
+            f"`{param}` must contain text: only whitespace, control or invisible characters{where}.",
+            param=param,
+        )
+
+
 def response_too_large(size: int, limit: int) -> PayloadTooLargeError:
     """The 413 for a response that one synchronous Lambda invocation cannot return."""
     return PayloadTooLargeError(
-        f"The response would be at least {size} bytes, over the {limit} bytes this invocation can "
+        f"The response would take about {size} bytes, over the {limit} bytes this invocation can "
         f"return. {RESPONSE_ADVICE}",
         code="response_too_large",
     )

@@ -17,6 +17,8 @@ LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 ALB_PAYLOAD_BYTES = 1024 * 1024
 # Room for the Lambda/API Gateway envelope (status, headers) around the JSON body.
 RESPONSE_ENVELOPE_BYTES = 16 * 1024
+# API Gateway's integration timeout: an HTTP API gives up after 30 s, a REST API after 29 s.
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 29.0
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,12 @@ class Settings:
     model_id: str
     strict_model: bool = False
     max_inputs: int = 2048
-    max_total_tokens: int = 300_000
+    # Tokens per request; None: derived at init from the model's measured throughput and
+    # `request_timeout_seconds` (see `budget.py`), at most OpenAI's 300,000.
+    max_total_tokens: int | None = None
+    # How long one synchronous request may take: API Gateway answers 504 after 29-30 s. Work that
+    # cannot finish in time (or before the Lambda deadline, if sooner) is refused with a 503.
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     max_request_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
     max_response_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
     encode_batch_size: int = 32
@@ -39,6 +46,9 @@ class Settings:
     database_url: str | None = None
     database_secret_arn: str | None = None
     max_document_bytes: int = 20 * 1024 * 1024
+    # Bounds on one document's work: characters of extracted text, and chunks.
+    max_document_chars: int = 2_000_000
+    max_document_chunks: int = 2_000
     chunk_overlap_tokens: int = 32
     # Torch's intra-op threads; by default the CPUs this process may run on (in Lambda they follow
     # MemorySize: about one vCPU per 1,769 MB).
@@ -54,7 +64,8 @@ class Settings:
             model_id=model_id,
             strict_model=_flag(env, "STRICT_MODEL", default=False),
             max_inputs=_integer(env, "MAX_INPUTS", 2048),
-            max_total_tokens=_integer(env, "MAX_TOTAL_TOKENS", 300_000),
+            max_total_tokens=_optional_integer(env, "MAX_TOTAL_TOKENS"),
+            request_timeout_seconds=_seconds(env, "REQUEST_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT_SECONDS),
             max_request_bytes=_integer(env, "MAX_REQUEST_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES),
             max_response_bytes=_integer(
                 env, "MAX_RESPONSE_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
@@ -66,6 +77,8 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
             max_document_bytes=_integer(env, "MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
+            max_document_chars=_integer(env, "MAX_DOCUMENT_CHARS", 2_000_000),
+            max_document_chunks=_integer(env, "MAX_DOCUMENT_CHUNKS", 2_000),
             chunk_overlap_tokens=_integer(env, "CHUNK_OVERLAP_TOKENS", 32, minimum=0),
             torch_threads=_integer(env, "TORCH_NUM_THREADS", available_cpus()),
         )
@@ -127,9 +140,14 @@ def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
 
 
 def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    value = _optional_integer(env, name, minimum=minimum)
+    return default if value is None else value
+
+
+def _optional_integer(env: Mapping[str, str], name: str, *, minimum: int = 1) -> int | None:
     raw = env.get(name, "").strip()
     if not raw:
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError:
@@ -137,4 +155,17 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     if value < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
         raise SettingsError(f"{name}={value} must be {kind}.")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds.") from None
+    if not 1 <= value <= 900:
+        raise SettingsError(f"{name}={raw} must be between 1 and 900 seconds (Lambda's longest timeout).")
     return value

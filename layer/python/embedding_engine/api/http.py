@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from embedding_engine.errors import MalformedRequestError, PayloadTooLargeError, SchemaError, ServiceError
-from embedding_engine.service import response_too_large
+from embedding_engine.service import json_type, response_too_large
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -40,7 +40,7 @@ async def read_json_object(request: Request, *, max_bytes: int) -> dict[str, Any
     except orjson.JSONDecodeError as exc:
         raise MalformedRequestError(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(payload, dict):
-        raise MalformedRequestError(f"The request body must be a JSON object, not {_json_type(payload)}.")
+        raise MalformedRequestError(f"The request body must be a JSON object, not {json_type(payload)}.")
     return payload
 
 
@@ -90,8 +90,3 @@ def _request_too_large(size: int, limit: int) -> PayloadTooLargeError:
         "accepts. Send fewer or shorter inputs per request.",
         code="request_too_large",
     )
-
-
-def _json_type(value: Any) -> str:
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)

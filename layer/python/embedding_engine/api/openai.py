@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from embedding_engine.deadline import Deadline
 from embedding_engine.errors import InvalidInputError
 from embedding_engine.service import EmbeddingService, texts_from
 
@@ -24,7 +25,7 @@ class EmbeddingsRequest(BaseModel):
 
 
 def create_embeddings(
-    request: EmbeddingsRequest, service: EmbeddingService, *, max_response_bytes: int
+    request: EmbeddingsRequest, service: EmbeddingService, *, max_response_bytes: int, deadline: Deadline
 ) -> dict[str, Any]:
     """The OpenAI response body; vectors stay numpy arrays until serialised."""
     texts = texts_from(request.input, "input")
@@ -36,6 +37,7 @@ def create_embeddings(
         dimensions=request.dimensions,
         base64=as_base64,
         max_response_bytes=max_response_bytes,
+        deadline=deadline,
     )
     data = [
         {

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from embedding_engine.deadline import Deadline
 from embedding_engine.embedder import Vectors
 from embedding_engine.errors import InvalidInputError
 from embedding_engine.service import EmbeddingService, texts_from
@@ -24,7 +25,9 @@ class EmbedRequest(BaseModel):
     dimensions: StrictInt | None = None
 
 
-def embed(request: EmbedRequest, service: EmbeddingService, *, max_response_bytes: int) -> Vectors:
+def embed(
+    request: EmbedRequest, service: EmbeddingService, *, max_response_bytes: int, deadline: Deadline
+) -> Vectors:
     """A list of vectors, one per input, in input order."""
     if request.truncation_direction.lower() != "right":
         raise InvalidInputError(
@@ -42,5 +45,6 @@ def embed(request: EmbedRequest, service: EmbeddingService, *, max_response_byte
         truncate=request.truncate,
         dimensions=request.dimensions,
         max_response_bytes=max_response_bytes,
+        deadline=deadline,
     )
     return result.vectors
