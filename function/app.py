@@ -22,8 +22,9 @@ from embedding_engine.service import EmbeddingService
 from embedding_engine.settings import ALB_PAYLOAD_BYTES, RESPONSE_ENVELOPE_BYTES
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-# Seconds kept, before a request's deadline, to serialise and send the reply.
-REPLY_RESERVE_SECONDS = 1.0
+# Time kept, before a request's deadline, to serialise and send the reply: this share of the
+# request timeout, at most a second.
+REPLY_RESERVE_SHARE, REPLY_RESERVE_MAX_SECONDS = 0.05, 1.0
 
 
 def create_app(engine: Engine) -> Starlette:
@@ -54,7 +55,9 @@ def create_app(engine: Engine) -> Starlette:
         return Deadline.of_invocation(
             request.scope.get("aws.context"),
             limit_seconds=settings.request_timeout_seconds,
-            reserve_seconds=REPLY_RESERVE_SECONDS,
+            reserve_seconds=min(
+                REPLY_RESERVE_MAX_SECONDS, REPLY_RESERVE_SHARE * settings.request_timeout_seconds
+            ),
         )
 
     def response_limit(request: Request) -> int:

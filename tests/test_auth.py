@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,17 +62,67 @@ def test_the_check_is_by_whole_key() -> None:
     ("secret", "keys"),
     [
         ('{"api_keys": ["k1", "k2"]}', ["k1", "k2"]),
+        ('{"api_keys": [" k1 ", "", "k2\\n"]}', ["k1", "k2"]),  # stripped, blanks dropped
         ('{"api_key": "k1"}', ["k1"]),
+        ('{"api_key": "  k1  "}', ["k1"]),
         ("k1, k2", ["k1", "k2"]),
+        ("k1,,k2,", ["k1", "k2"]),
+        ("12345", ["12345"]),  # a bare number is plain text, not JSON
     ],
 )
 def test_secret_formats(secret: str, keys: list[str]) -> None:
     assert keys_from_secret(secret) == keys
 
 
-def test_an_unusable_secret_is_a_settings_error() -> None:
-    with pytest.raises(SettingsError, match="api_keys"):
-        keys_from_secret('{"keys": 1}')
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ('{"keys": 1}', 'no "api_keys" or "api_key"'),
+        ('{"api_keys": [null, 0]}', "Key 0 in the API-key secret is null"),
+        ('{"api_keys": ["k1", 0]}', "Key 1 in the API-key secret is a number"),
+        ('{"api_keys": "k1"}', "must be an array"),
+        ('{"api_key": null}', "is null"),
+        ('["k1"]', "JSON array"),
+    ],
+)
+def test_a_key_that_is_not_a_string_is_a_settings_error(secret: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        keys_from_secret(secret)
+
+
+@pytest.mark.parametrize("secret", ['{"api_keys": []}', '{"api_key": ""}', " , ", '{"api_keys": ["  "]}'])
+def test_a_secret_without_a_usable_key_fails_init_instead_of_opening(
+    make_client: Any, secrets_manager: Any, secret: str
+) -> None:
+    arn = secrets_manager.create_secret(Name=f"embeddings/{uuid.uuid4()}", SecretString=secret)["ARN"]
+    with pytest.raises(SettingsError, match="holds no usable API key"):
+        make_client(api_keys_secret_arn=arn)
+
+
+@pytest.mark.parametrize("secret", ['{"api_keys": [null, 0]}', '{"api_keys": [null]}'])
+def test_null_and_number_keys_fail_init_and_never_open_a_route(
+    make_client: Any, secrets_manager: Any, secret: str
+) -> None:
+    arn = secrets_manager.create_secret(Name=f"embeddings/{uuid.uuid4()}", SecretString=secret)["ARN"]
+    with pytest.raises(SettingsError, match="not a string"):
+        make_client(api_keys_secret_arn=arn)
+
+
+def test_keys_with_spaces_in_the_secret_match_the_bearer_token(
+    make_client: Any, secrets_manager: Any
+) -> None:
+    secret = json.dumps({"api_keys": ["  spaced-key  "]})
+    arn = secrets_manager.create_secret(Name=f"embeddings/{uuid.uuid4()}", SecretString=secret)["ARN"]
+    guarded = make_client(api_keys_secret_arn=arn)
+    authorized = {"Authorization": "Bearer spaced-key"}
+    assert guarded.post("/v1/embeddings", json=REQUEST, headers=authorized).status_code == 200
+    assert guarded.post("/v1/embeddings", json=REQUEST).status_code == 401
+
+
+def test_an_empty_key_list_in_code_is_open_only_when_nothing_is_configured() -> None:
+    ApiKeys().check(None)  # open: nothing configured
+    with pytest.raises(AuthenticationError):
+        ApiKeys(["k"]).check("Bearer None")
 
 
 @pytest.fixture

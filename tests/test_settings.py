@@ -52,6 +52,11 @@ def test_values_are_parsed() -> None:
         ({"MAX_TOTAL_TOKENS": "0"}, "MAX_TOTAL_TOKENS=0 must be a positive integer"),
         ({"STRICT_MODEL": "maybe"}, "STRICT_MODEL='maybe' is not a boolean"),
         ({"MODEL_PATH": "/nonexistent/model"}, "is not a model folder"),
+        ({"API_KEYS": " , "}, "API_KEYS is set but holds no key"),
+        ({"API_KEYS": " "}, "API_KEYS is set but holds no key"),
+        ({"REQUEST_TIMEOUT_SECONDS": "soon"}, "is not a number of seconds"),
+        ({"REQUEST_TIMEOUT_SECONDS": "0.5"}, "between 1 and 900"),
+        ({"MAX_DOCUMENT_CHUNKS": "0"}, "MAX_DOCUMENT_CHUNKS=0 must be a positive integer"),
     ],
 )
 def test_bad_values_fail_fast(environ: dict[str, str], fragment: str) -> None:

