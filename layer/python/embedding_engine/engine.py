@@ -77,7 +77,7 @@ class Engine:
         embedder = Embedder(loaded.model, model_id=settings.model_id, batch_size=settings.encode_batch_size)
         before_throughput = time.perf_counter()
         # A batch of passages of the length real requests carry, timed once the model is warm.
-        tokens_per_second = embedder.measure_throughput([WARMUP_TEXTS[-1]] * 4)
+        tokens_per_second = embedder.measure_throughput([WARMUP_TEXTS[-1]] * 2)
         timings["throughput"] = _elapsed_ms(before_throughput)
         max_total_tokens = settings.max_total_tokens or default_max_total_tokens(
             tokens_per_second, settings.request_timeout_seconds
