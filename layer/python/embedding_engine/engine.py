@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from embedding_engine.embedder import Embedder
 from embedding_engine.errors import StoreUnavailableError
 from embedding_engine.limits import default_max_total_tokens
+from embedding_engine.memory import allocator, resident_mb
 from embedding_engine.model_loader import WARMUP_TEXTS, LoadReport, load_model
 from embedding_engine.observability import METRICS_NAMESPACE, SERVICE_NAME, logger
 from embedding_engine.settings import Settings
@@ -141,6 +142,7 @@ class Engine:
             "uptime_seconds": self.state.uptime_seconds,
             "invocations": self.state.invocations,
             "document_store": "configured" if self.store is not None else "not configured",
+            "memory": {"allocator": allocator(), **resident_mb()},
         }
 
 
@@ -166,7 +168,8 @@ def _elapsed_ms(started: float, until: float | None = None) -> float:
 
 
 def _publish_init_metrics(timings: dict[str, float], strategy: str) -> None:
-    logger.info("init complete", extra={"timings_ms": timings, "load_strategy": strategy})
+    memory = {"allocator": allocator(), **resident_mb()}
+    logger.info("init complete", extra={"timings_ms": timings, "load_strategy": strategy, "memory": memory})
     init_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
     init_metrics.add_dimension(name="load_strategy", value=strategy)
     init_metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=timings["load"])
