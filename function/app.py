@@ -3,32 +3,60 @@ by uvicorn locally (`make run`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Collection
+from concurrent.futures import Executor
+from functools import partial
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from embedding_engine.api import openai, search, tei
-from embedding_engine.api.http import Dialect, error_response, json_response, parse, read_json_object
+from embedding_engine.api.http import (
+    Dialect,
+    dialect_of,
+    error_response,
+    json_response,
+    parse,
+    read_json_object,
+)
 from embedding_engine.auth import ApiKeys
 from embedding_engine.deadline import Deadline
 from embedding_engine.engine import Engine
-from embedding_engine.errors import MethodNotAllowedError, RouteNotFoundError, ServiceError
+from embedding_engine.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
+    ServiceError,
+)
 from embedding_engine.observability import logger
 from embedding_engine.service import EmbeddingService
 from embedding_engine.settings import ALB_PAYLOAD_BYTES, RESPONSE_ENVELOPE_BYTES
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+# The blocking part of an endpoint (validation, tokenizing, the model, the store, JSON): it takes the
+# request's JSON object, the response size limit and the deadline.
+ModelWork = Callable[[dict[str, Any], int, Deadline], Response]
+T = TypeVar("T")
 # Time kept, before a request's deadline, to serialise and send the reply: this share of the
 # request timeout, at most a second.
 REPLY_RESERVE_SHARE, REPLY_RESERVE_MAX_SECONDS = 0.05, 1.0
+ROUTES_HELP = "Routes: POST /v1/embeddings, POST /embed, POST /search, GET /health."
 
 
-def create_app(engine: Engine) -> Starlette:
-    """Build the app around a started engine (the model is already loaded and warm)."""
+def create_app(engine: Engine, *, model_thread: Executor | None = None) -> Starlette:
+    """Build the app around a started engine (the model is already loaded and warm).
+
+    `model_thread` is where the model works. None (Lambda, and the default): inline, on the event
+    loop's thread, which in Lambda is the thread that loaded and warmed the model during init (torch's
+    thread pool is bound to it); a container serves one request at a time, and a worker-thread hop cost
+    6-13 ms per request (`make bench`, README: Performance). The local server passes a one-thread
+    executor warmed at start-up, so that the event loop (and /health) stays free while a request
+    computes; requests queue for that thread."""
     settings = engine.settings
     service = EmbeddingService(engine.embedder, settings, max_total_tokens=engine.max_total_tokens)
     api_keys = ApiKeys.from_settings(settings)
@@ -43,11 +71,26 @@ def create_app(engine: Engine) -> Starlette:
                 return await endpoint(request)
             except ServiceError as error:
                 return error_response(error, dialect)
+            except ClientDisconnect:  # uvicorn only: nobody is left to read the reply
+                logger.info("client disconnected", extra={"path": request.url.path})
+                gone = MalformedRequestError("The client disconnected before sending the whole body.")
+                return error_response(gone, dialect)
             except Exception:  # noqa: BLE001  (the request boundary: log it, answer 500, keep serving)
                 logger.exception("unhandled error", extra={"path": request.url.path})
                 return error_response(ServiceError("Internal error; it has been logged."), dialect)
 
         return run
+
+    def model_endpoint(work: ModelWork) -> Endpoint:
+        """Read the body on the event loop, then run `work` where the model runs. The deadline is
+        taken from the request before any wait for the model thread: queueing counts against it."""
+
+        async def endpoint(request: Request) -> Response:
+            payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
+            limit, until = response_limit(request), deadline(request)
+            return await run_model(model_thread, partial(work, payload, limit, until))
+
+        return endpoint
 
     def deadline(request: Request) -> Deadline:
         """When this request's work must be done: within REQUEST_TIMEOUT_SECONDS (API Gateway's
@@ -67,56 +110,71 @@ def create_app(engine: Engine) -> Starlette:
             return min(settings.max_response_bytes, ALB_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES)
         return settings.max_response_bytes
 
-    # The model runs inline, on the event loop's thread: in Lambda that is the thread that loaded and
-    # warmed it during init (torch's thread pool is bound to it), and a container serves one request
-    # at a time. A worker-thread hop cost 6-13 ms per request (`make bench`, README: Performance).
-    async def openai_embeddings(request: Request) -> Response:
-        payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
-        body = parse(openai.EmbeddingsRequest, payload)
-        limit = response_limit(request)
-        content = openai.create_embeddings(
-            body, service, max_response_bytes=limit, deadline=deadline(request)
-        )
-        return json_response(content, max_bytes=limit)
-
-    async def tei_embed(request: Request) -> Response:
-        payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
-        body = parse(tei.EmbedRequest, payload)
-        limit = response_limit(request)
-        vectors = tei.embed(body, service, max_response_bytes=limit, deadline=deadline(request))
-        return json_response(vectors, max_bytes=limit)
-
-    async def search_chunks(request: Request) -> Response:
-        payload = await read_json_object(request, max_bytes=settings.max_request_bytes)
-        body = parse(search.SearchRequest, payload)
-        content = search.search(body, engine.embedder, engine.store, deadline=deadline(request))
-        return json_response(content, max_bytes=response_limit(request))
-
     async def health(request: Request) -> Response:
         return json_response(engine.health(), max_bytes=settings.max_response_bytes)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        """Unknown routes and wrong methods, in the shape of the dialect the path belongs to."""
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        method, path = request.method, request.url.path
-        error: ServiceError
-        if status == 405:
-            error = MethodNotAllowedError(f"{method} is not allowed on {path}.")
-        elif status == 404:
-            error = RouteNotFoundError(
-                f"No route {method} {path}. Routes: POST /v1/embeddings, POST /embed, POST /search, "
-                "GET /health."
-            )
-        else:
-            error = ServiceError(f"HTTP {status} on {path}.")
-        dialect = Dialect.TEI if path.rstrip("/") == "/embed" else Dialect.OPENAI
-        return error_response(error, dialect)
-
+    embeddings = guarded(model_endpoint(partial(openai_embeddings, service)), Dialect.OPENAI)
     routes = [
-        Route("/v1/embeddings", guarded(openai_embeddings, Dialect.OPENAI), methods=["POST"]),
-        Route("/embeddings", guarded(openai_embeddings, Dialect.OPENAI), methods=["POST"]),
-        Route("/embed", guarded(tei_embed, Dialect.TEI), methods=["POST"]),
-        Route("/search", guarded(search_chunks, Dialect.OPENAI), methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/embeddings", embeddings, methods=["POST"]),
+        Route("/embed", guarded(model_endpoint(partial(tei_embed, service)), Dialect.TEI), methods=["POST"]),
+        Route(
+            "/search",
+            guarded(model_endpoint(partial(search_chunks, engine)), Dialect.OPENAI),
+            methods=["POST"],
+        ),
         Route("/health", guarded(health, Dialect.OPENAI, public=True), methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    # Starlette answers a trailing slash with a 307 whose Location is built from the Host header:
+    # a redirect anywhere the caller likes. A wrong path is a 404 here, which names the right one.
+    app.router.redirect_slashes = False
+    return app
+
+
+async def run_model(model_thread: Executor | None, work: Callable[[], T]) -> T:
+    """`work` inline (on the event loop's thread), or on `model_thread` while the event loop waits."""
+    if model_thread is None:
+        return work()
+    return await asyncio.get_running_loop().run_in_executor(model_thread, work)
+
+
+def openai_embeddings(
+    service: EmbeddingService, payload: dict[str, Any], limit: int, until: Deadline
+) -> Response:
+    body = parse(openai.EmbeddingsRequest, payload)
+    content = openai.create_embeddings(body, service, max_response_bytes=limit, deadline=until)
+    return json_response(content, max_bytes=limit)
+
+
+def tei_embed(service: EmbeddingService, payload: dict[str, Any], limit: int, until: Deadline) -> Response:
+    body = parse(tei.EmbedRequest, payload)
+    vectors = tei.embed(body, service, max_response_bytes=limit, deadline=until)
+    return json_response(vectors, max_bytes=limit)
+
+
+def search_chunks(engine: Engine, payload: dict[str, Any], limit: int, until: Deadline) -> Response:
+    body = parse(search.SearchRequest, payload)
+    content = search.search(body, engine.embedder, engine.store, deadline=until)
+    return json_response(content, max_bytes=limit)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Unknown routes and wrong methods, in the shape of the dialect the path belongs to."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    method, path = request.method, request.url.path
+    error: ServiceError
+    if status == 405:
+        error = MethodNotAllowedError(f"{method} is not allowed on {path}.")
+    elif status == 404:
+        paths = [route.path for route in request.app.router.routes if isinstance(route, Route)]
+        error = RouteNotFoundError(f"No route {method} {path}.{did_you_mean(path, paths)} {ROUTES_HELP}")
+    else:
+        error = ServiceError(f"HTTP {status} on {path}.")
+    return error_response(error, dialect_of(path))
+
+
+def did_you_mean(path: str, paths: Collection[str]) -> str:
+    """A hint when `path` is a route with trailing slashes; "" otherwise."""
+    route = path.rstrip("/")
+    return f" Did you mean {route}, without the trailing slash?" if route != path and route in paths else ""

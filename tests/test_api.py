@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import numpy as np
@@ -115,13 +116,14 @@ def test_tei_truncate_true_accepts_long_input(client: TestClient, reference_mode
 
 OPENAI = "/v1/embeddings"
 TEI = "/embed"
+SEARCH = "/search"
 BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     # (id, path, request kwargs, status, fragment of the message)
     ("not-json", OPENAI, {"content": b'{"input": "a"'}, 400, "not valid JSON"),
     ("empty-body", OPENAI, {"content": b""}, 400, "empty"),
     ("json-array", OPENAI, {"json": ["a"]}, 400, "JSON object"),
     ("missing-input", OPENAI, {"json": {"model": "m"}}, 422, "input"),
-    ("input-number", OPENAI, {"json": {"input": 5}}, 422, "string or a list of strings"),
+    ("input-number", OPENAI, {"json": {"input": 5}}, 422, "string or an array of strings"),
     ("input-mixed", OPENAI, {"json": {"input": ["a", 3]}}, 422, "item 1 is a number"),
     ("input-empty-list", OPENAI, {"json": {"input": []}}, 400, "must not be empty"),
     ("input-empty-string", OPENAI, {"json": {"input": ["a", ""]}}, 400, "index 1"),
@@ -137,7 +139,44 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("tei-left-truncation", TEI, {"json": {"inputs": "a", "truncation_direction": "Left"}}, 400, "Right"),
     ("tei-not-json", TEI, {"content": b"inputs=a"}, 400, "not valid JSON"),
     ("tei-empty-string", TEI, {"json": {"inputs": ""}}, 400, "empty"),
+    # JSON's names for types (null, a number, an array, an object), never Python's.
+    ("body-null", OPENAI, {"content": b"null"}, 400, "not null"),
+    ("body-number", OPENAI, {"content": b"5"}, 400, "not a number"),
+    ("body-not-utf8", OPENAI, {"content": b'{"input": "caf\xe9"}'}, 400, "not valid UTF-8"),
+    ("input-null", OPENAI, {"json": {"input": None}}, 422, "not null"),
+    ("input-object", OPENAI, {"json": {"input": {"text": "a"}}}, 422, "not an object"),
+    ("input-nested-array", OPENAI, {"json": {"input": [["a"]]}}, 422, "item 0 is an array"),
+    ("input-null-item", OPENAI, {"json": {"input": ["a", None]}}, 422, "item 1 is null"),
+    (
+        "model-number",
+        OPENAI,
+        {"json": {"input": "a", "model": 5}},
+        422,
+        "`model`: Input should be a valid string",
+    ),
+    ("dimensions-float", OPENAI, {"json": {"input": "a", "dimensions": 8.5}}, 422, "valid integer"),
+    ("tei-inputs-null", TEI, {"json": {"inputs": None}}, 422, "not null"),
+    ("tei-inputs-boolean", TEI, {"json": {"inputs": True}}, 422, "not a boolean"),
+    ("tei-truncate-null", TEI, {"json": {"truncate": None, "inputs": "a"}}, 422, "truncate"),
+    ("search-query-null", SEARCH, {"json": {"query": None}}, 422, "`query`: Input should be a valid string"),
+    (
+        "search-k-string",
+        SEARCH,
+        {"json": {"query": "a", "k": "3"}},
+        422,
+        "`k`: Input should be a valid integer",
+    ),
+    (
+        "search-prefix-array",
+        SEARCH,
+        {"json": {"query": "a", "source_prefix": ["s3://"]}},
+        422,
+        "source_prefix",
+    ),
 ]
+# Python's names for types and errors, which a caller of a JSON API should never have to read ("float"
+# is not one of them here: it is an `encoding_format`; a quoted word is a value a field accepts).
+PYTHON_NAMES = re.compile(r"(?<!')\b(NoneType|dict|tuple|str|int|bool|\w*Error)\b(?!')")
 
 
 def assert_error_shape(response: Any, path: str, status: int, fragment: str) -> None:
@@ -152,6 +191,7 @@ def assert_error_shape(response: Any, path: str, status: int, fragment: str) -> 
         assert set(body["error"]) == {"message", "type", "param", "code"}
         message = body["error"]["message"]
     assert fragment in message
+    assert not PYTHON_NAMES.search(message), message
 
 
 @pytest.mark.parametrize(
@@ -200,6 +240,51 @@ def test_unknown_routes_and_methods(client: TestClient) -> None:
     assert_error_shape(client.get("/v2/whatever"), OPENAI, 404, "Routes:")
     assert_error_shape(client.get(OPENAI), OPENAI, 405, "GET is not allowed")
     assert_error_shape(client.get(TEI), TEI, 405, "GET is not allowed")
+    assert "Did you mean" not in client.get("/v2/whatever/").json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route"),
+    [
+        ("POST", "/v1/embeddings/", OPENAI),
+        ("POST", "/embeddings//", "/embeddings"),
+        ("POST", "/embed/", TEI),
+        ("POST", "/search/", SEARCH),
+        ("GET", "/health/", "/health"),
+    ],
+)
+def test_a_trailing_slash_is_a_404_naming_the_route_never_a_redirect(
+    client: TestClient, method: str, path: str, route: str
+) -> None:
+    """Starlette would answer 307 with a Location built from the Host header (an open redirect)."""
+    response = client.request(
+        method, path, json={"input": "a"}, headers={"host": "evil.example"}, follow_redirects=False
+    )
+    assert "location" not in response.headers
+    assert_error_shape(response, TEI if route == TEI else OPENAI, 404, f"Did you mean {route}")
+
+
+@pytest.mark.parametrize(
+    ("path", "base", "fields"),
+    [
+        (OPENAI, {"input": "a"}, ["input", "model", "encoding_format", "dimensions", "user"]),
+        (TEI, {"inputs": "a"}, ["inputs", "normalize", "truncate", "truncation_direction", "dimensions"]),
+        (SEARCH, {"query": "a"}, ["query", "k", "source_prefix"]),
+    ],
+)
+def test_no_error_message_names_a_python_type(
+    client: TestClient, path: str, base: dict[str, Any], fields: list[str]
+) -> None:
+    """Every field of every endpoint, given every JSON type: whatever is refused is refused in JSON's
+    words."""
+    for field in fields:
+        for value in (None, True, 7, 2.5, "x", [], ["a", 1], [["a"]], {}, {"a": None}):
+            response = client.post(path, json={**base, field: value})
+            if response.status_code < 400:
+                continue
+            body = response.json()
+            message = body["error"] if path == TEI else body["error"]["message"]
+            assert not PYTHON_NAMES.search(message), (field, value, message)
 
 
 def test_health_reports_the_model_and_init(client: TestClient) -> None:

@@ -180,6 +180,8 @@ def test_document_records_need_a_configured_store(name: str) -> None:
         pytest.param({"text": SECRET}, "a JSON object with keys [text]", SECRET, id="object"),
         pytest.param([SECRET], "a JSON array", SECRET, id="list"),
         pytest.param(SECRET, "a JSON string", SECRET, id="string"),
+        pytest.param(42, "a JSON number", None, id="integer"),
+        pytest.param(2.5, "a JSON number", None, id="float"),
     ],
 )
 def test_unknown_event_is_refused_by_shape_never_by_value(
@@ -192,6 +194,19 @@ def test_unknown_event_is_refused_by_shape_never_by_value(
     assert message.startswith(f"Unsupported event: {shape}.")
     if secret is not None:
         assert secret not in message
+
+
+def test_a_trailing_slash_through_api_gateway_is_a_404_not_a_redirect(handler_module: Any) -> None:
+    """No 307 whose Location comes from the Host header: the caller could choose where it points."""
+    event = http_v2_event(json.dumps({"input": ["a"]}))
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/embeddings/"
+    event["headers"]["host"] = "evil.example"
+
+    response = invoke(handler_module, event)
+
+    assert response["statusCode"] == 404
+    assert "location" not in response["headers"]
+    assert "Did you mean /v1/embeddings" in json_body(response)["error"]["message"]
 
 
 def test_container_keeps_serving_after_unsupported_events(handler_module: Any) -> None:

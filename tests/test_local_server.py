@@ -3,11 +3,14 @@ official openai client."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
-import re
+import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,21 +32,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def make_run_command(port: int, pgdata: Path) -> list[str]:
-    """The Makefile's `run` recipe, with this interpreter, the given port and database folder."""
-    recipe = (ROOT / "Makefile").read_text(encoding="utf-8").split("\nrun:", 1)[1].splitlines()[1]
-    match = re.search(r"\$\(BIN\)/python (\S+) --host \$\(HOST\) --port \$\(PORT\)$", recipe)
-    assert match, f"unexpected run recipe: {recipe!r}"
-    return [
-        sys.executable,
-        match.group(1),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--pgdata",
-        str(pgdata),
-    ]
+def make_run_command(port: int, pgdata: Path) -> tuple[dict[str, str], list[str]]:
+    """What `make run` runs (`make -n`: the Makefile's own variables, jemalloc's LD_PRELOAD included):
+    its environment assignments, and its command with the given port and database folder."""
+    arguments = ["make", "-n", "run", "HOST=127.0.0.1", f"PORT={port}"]
+    printed = subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    words = shlex.split(printed.strip().splitlines()[-1])
+    assignments = dict(word.split("=", 1) for word in itertools.takewhile(lambda word: "=" in word, words))
+    command = words[len(assignments) :]
+    assert command[1:] == ["function/local_server.py", "--host", "127.0.0.1", "--port", str(port)], printed
+    return assignments, [sys.executable, *command[1:], "--pgdata", str(pgdata)]
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +50,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     port = free_port()
     folder = tmp_path_factory.mktemp("server")
     log_path = folder / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "POWERTOOLS_METRICS_DISABLED": "true"}
+    assignments, command = make_run_command(port, folder / "pgdata")
+    # No gateway in front of a local server: a request may compute for as long as these tests need.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **assignments, "REQUEST_TIMEOUT_SECONDS": "900"}
     env.pop("DATABASE_URL", None)  # as on a fresh clone: `make run` starts its own PostgreSQL
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            make_run_command(port, folder / "pgdata"), cwd=ROOT, env=env, stdout=log, stderr=log
-        )
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -153,3 +151,66 @@ def test_a_tei_client_over_http(base_url: str, reference_model: Any, monkeypatch
 
     vector = InferenceClient(model=f"{base_url}/embed").feature_extraction("How do I avoid cold starts?")
     assert cosine_rows(vector, reference_model.encode(["How do I avoid cold starts?"])).min() >= 0.9999
+
+
+def log_lines(folder: Path) -> list[dict[str, Any]]:
+    """The server's JSON log lines (Powertools), so far."""
+    text = (folder / "server.log").read_text(errors="replace")
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_make_run_serves_with_jemalloc(base_url: str) -> None:
+    """glibc's malloc fragments under varied traffic (README: Memory): `make run` preloads jemalloc."""
+    assignments, _ = make_run_command(8080, Path("unused"))
+    if "LD_PRELOAD" not in assignments:
+        assert not os.environ.get("CI"), "CI (.ci/run) installs libjemalloc2: `make run` must find it"
+        pytest.skip("jemalloc is not installed here: apt install libjemalloc2")
+    assert httpx.get(f"{base_url}/health").json()["memory"]["allocator"] == "jemalloc"
+
+
+def test_health_answers_while_a_big_request_computes(base_url: str) -> None:
+    """The model works on its own thread: the event loop still answers /health. Only the order is
+    asserted (the machine is shared and noisy), with a generous ceiling on the health call."""
+    # 512 passages of 256 tokens: about ten seconds of work here, at least two anywhere.
+    count = 512
+    words = " ".join(f"word{index}" for index in range(300))
+    texts = [f"Passage {number}: {words}" for number in range(count)]
+    finished: list[str] = []
+
+    def big_request() -> None:
+        response = httpx.post(f"{base_url}/v1/embeddings", json={"input": texts}, timeout=600)
+        finished.append(f"big {response.status_code}")
+
+    thread = threading.Thread(target=big_request)
+    thread.start()
+    time.sleep(1.0)  # the big request has arrived and is computing (for seconds)
+    assert not finished, "the big request finished too soon to show anything"
+    answer = httpx.get(f"{base_url}/health", timeout=60)
+    finished.append(f"health {answer.status_code}")
+    thread.join(timeout=600)
+
+    assert finished == ["health 200", "big 200"]
+
+
+def test_a_client_that_disconnects_mid_upload_is_not_an_error(server: tuple[str, Path]) -> None:
+    url, folder = server
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n" + b'{"input": ["' + b"a" * 1000
+        )
+        time.sleep(0.5)  # the app is reading the body when the socket closes
+    noticed: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while not noticed and time.monotonic() < deadline:
+        time.sleep(0.2)
+        noticed = [
+            line
+            for line in log_lines(folder)
+            if line["message"] in ("client disconnected", "unhandled error")
+        ]
+
+    assert [(line["level"], line["message"]) for line in noticed] == [("INFO", "client disconnected")]
+    assert "exception" not in noticed[0]
+    assert httpx.get(f"{url}/health").status_code == 200

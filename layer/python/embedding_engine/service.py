@@ -34,7 +34,7 @@ class EmbeddingResult:
 
 
 def texts_from(value: Any, param: str) -> list[str]:
-    """A string or a list of strings, as a list; token-id arrays get their own clear refusal."""
+    """A string or an array of strings, as a list; token-id arrays get their own clear refusal."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, list):
@@ -48,11 +48,11 @@ def texts_from(value: Any, param: str) -> list[str]:
             )
         index, item = next((i, item) for i, item in enumerate(value) if not isinstance(item, str))
         raise SchemaError(
-            f"`{param}` must be a string or a list of strings; item {index} is {json_type(item)}.",
+            f"`{param}` must be a string or an array of strings; item {index} is {json_type(item)}.",
             param=param,
         )
     raise SchemaError(
-        f"`{param}` must be a string or a list of strings, not {json_type(value)}.", param=param
+        f"`{param}` must be a string or an array of strings, not {json_type(value)}.", param=param
     )
 
 

@@ -23,6 +23,11 @@ class Dialect(Enum):
     TEI = "tei"
 
 
+def dialect_of(path: str) -> Dialect:
+    """TEI's error shape on /embed (with or without a trailing slash), OpenAI's everywhere else."""
+    return Dialect.TEI if path.rstrip("/") == "/embed" else Dialect.OPENAI
+
+
 async def read_json_object(request: Request, *, max_bytes: int) -> dict[str, Any]:
     """The request body as a JSON object, whatever the Content-Type (curl -d sends a form type)."""
     declared = request.headers.get("content-length", "")
@@ -38,7 +43,9 @@ async def read_json_object(request: Request, *, max_bytes: int) -> dict[str, Any
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedRequestError(f"The request body is not valid JSON: {exc}.") from None
+        raise MalformedRequestError(
+            f"The request body is not valid JSON: {_json_problem(body, exc)}."
+        ) from None
     if not isinstance(payload, dict):
         raise MalformedRequestError(f"The request body must be a JSON object, not {json_type(payload)}.")
     return payload
@@ -82,6 +89,16 @@ def error_response(error: ServiceError, dialect: Dialect) -> Response:
     return Response(
         orjson.dumps(content), status_code=error.status_code, media_type="application/json", headers=headers
     )
+
+
+def _json_problem(body: bytearray, exc: orjson.JSONDecodeError) -> str:
+    """orjson's reason, except for bytes that are not UTF-8 (which orjson reports as "str is not valid
+    UTF-8", naming a Python type)."""
+    try:
+        body.decode()
+    except UnicodeDecodeError as bad:
+        return f"it is not valid UTF-8 (byte {bad.start}), and JSON must be"
+    return str(exc)
 
 
 def _request_too_large(size: int, limit: int) -> PayloadTooLargeError:

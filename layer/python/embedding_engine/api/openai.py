@@ -17,7 +17,7 @@ class EmbeddingsRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    input: Any = Field(description="A string or a list of strings.")
+    input: Any = Field(description="A string or an array of strings.")
     model: StrictStr | None = None
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = None

@@ -17,7 +17,7 @@ class EmbedRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    inputs: Any = Field(description="A string or a list of strings.")
+    inputs: Any = Field(description="A string or an array of strings.")
     normalize: StrictBool = True
     truncate: StrictBool = False
     truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
