@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.memory import table as memory_table
+
 FIRST_OVER_STEADY_MAX = 1.5
 OVERHEAD_MAX = 1.15
 THROUGHPUT_MIN = 0.9  # handler / bare encode, for batches of THROUGHPUT_FROM inputs and more
@@ -20,6 +22,10 @@ def targets(results: dict[str, Any]) -> dict[str, bool]:
         <= FIRST_OVER_STEADY_MAX,
         f"handler <= {OVERHEAD_MAX}x bare encode": results["overhead"]["ratio"] <= OVERHEAD_MAX,
     }
+    if "budget" in results:
+        budget = results["budget"]
+        fits = budget["request"]["status"] == 200 and budget["share_of_timeout"] < 1
+        met["a request of the default token budget finishes within REQUEST_TIMEOUT_SECONDS"] = fits
     for size, batch in results["throughput"]["batches"].items():
         if int(size) >= THROUGHPUT_FROM:
             for fmt in ("float", "base64"):
@@ -33,7 +39,7 @@ def _mark(ok: bool) -> str:
     return "✅ pass" if ok else "❌ fail"
 
 
-def _row(*cells: object) -> str:
+def markdown_row(*cells: object) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
@@ -61,7 +67,7 @@ def table(results: dict[str, Any]) -> str:
         "",
         "| Measure | Median | Beside it | Ratio | Target |",
         "| --- | --- | --- | --- | --- |",
-        _row(
+        markdown_row(
             f"Init: process start → first `next` ({reps} cold processes per design)",
             f"{eager['init_ms']:.0f} ms",
             f"lazy design: {lazy['init_ms']:.0f} ms",
@@ -71,7 +77,7 @@ def table(results: dict[str, Any]) -> str:
     ]
     for phase in ("imports", "load", "warmup"):
         lines.append(
-            _row(
+            markdown_row(
                 f'Init phase `{phase}` (the "init complete" log line)',
                 f"{phases.get(phase, 0):.0f} ms",
                 f"init `total` {phases.get('total', 0):.0f} ms",
@@ -80,49 +86,49 @@ def table(results: dict[str, Any]) -> str:
             )
         )
     lines += [
-        _row(
+        markdown_row(
             "Init outside `handler` (interpreter + awslambdaric)",
             f"{eager['init_ms'] - phases.get('total', 0):.0f} ms",
             f"init {eager['init_ms']:.0f} ms",
             _ratio(eager["init_ms"] - phases.get("total", 0), eager["init_ms"]),
             "—",
         ),
-        _row(
+        markdown_row(
             "Peak RSS (VmHWM) at end of init",
             f"{eager['rss_init_mb']:.0f} MB",
             f"lazy: {lazy['rss_init_mb']:.0f} MB",
             _ratio(eager["rss_init_mb"], lazy["rss_init_mb"]),
             "—",
         ),
-        _row(
+        markdown_row(
             f"Peak RSS (VmHWM) after {steady + 1} requests",
             f"{eager['rss_end_mb']:.0f} MB",
             f"lazy: {lazy['rss_end_mb']:.0f} MB",
             _ratio(eager["rss_end_mb"], lazy["rss_end_mb"]),
             "—",
         ),
-        _row(
+        markdown_row(
             "First request after init, eager (v2 event → Mangum → app → model, via the Runtime API)",
             f"{eager['first_ms']:.1f} ms",
             f"steady (median of next {steady}): {eager['steady_ms']:.1f} ms",
             f"{eager['first_over_steady']:.2f}",
             f"≤ {FIRST_OVER_STEADY_MAX} {_mark(eager['first_over_steady'] <= FIRST_OVER_STEADY_MAX)}",
         ),
-        _row(
+        markdown_row(
             'First request, lazy design (the seed\'s "before": model loaded on first request)',
             f"{lazy['first_ms']:.0f} ms",
             f"steady: {lazy['steady_ms']:.1f} ms",
             f"{lazy['first_over_steady']:.1f}",
             "— (before)",
         ),
-        _row(
+        markdown_row(
             "Cold start seen by the caller: init + first request, eager",
             f"{eager['init_ms'] + eager['first_ms']:.0f} ms",
             f"lazy: {lazy['init_ms'] + lazy['first_ms']:.0f} ms",
             _ratio(eager["init_ms"] + eager["first_ms"], lazy["init_ms"] + lazy["first_ms"]),
             "—",
         ),
-        _row(
+        markdown_row(
             "Handler overhead, one short query, in-process (Powertools → Mangum → app → JSON)",
             f"{over['handler_ms']:.2f} ms",
             f"bare `model.encode([text])`: {over['encode_ms']:.2f} ms ({over['calls']} each, alternated)",
@@ -140,7 +146,7 @@ def table(results: dict[str, Any]) -> str:
                 else "—"
             )
             lines.append(
-                _row(
+                markdown_row(
                     f"Throughput, batch {size}, `{fmt}`, inputs/s ({tokens['min']}-{tokens['max']} tokens, "
                     f"{batch['repetitions']} rounds)",
                     f"{batch[f'{fmt}_per_s']:.1f}",
@@ -154,14 +160,14 @@ def table(results: dict[str, Any]) -> str:
         one, most = sizing["1"], sizing[max(sizing, key=int)]
         cpus = max(sizing, key=int)
         lines += [
-            _row(
+            markdown_row(
                 f"Sizing: one short query, handler ms, 1 CPU (≈1,769 MB) vs {cpus} CPUs (≥3,008 MB)",
                 f"{one['query_ms']:.1f} ms",
                 f"{cpus} CPUs: {most['query_ms']:.1f} ms",
                 f"{one['query_ms'] / most['query_ms']:.2f}",
                 "—",
             ),
-            _row(
+            markdown_row(
                 f"Sizing: batch 32, inputs/s, 1 CPU vs {cpus} CPUs",
                 f"{one['batch32_inputs_per_s']:.1f}",
                 f"{cpus} CPUs: {most['batch32_inputs_per_s']:.1f}",
@@ -171,7 +177,7 @@ def table(results: dict[str, Any]) -> str:
         ]
     indexing = results["indexing"]
     lines.append(
-        _row(
+        markdown_row(
             f"Indexing, chunks/s: S3 fetch → extract → chunk → embed → PostgreSQL ({indexing['documents']} "
             f"docs, {indexing['chunks']} chunks, {indexing['repetitions']} runs)",
             f"{indexing['pipeline_chunks_per_s']}",
@@ -180,6 +186,21 @@ def table(results: dict[str, Any]) -> str:
             "—",
         )
     )
+    if "budget" in results:
+        budget = results["budget"]
+        lines.append(
+            markdown_row(
+                f"One request of the default token budget ({budget['max_total_tokens']:,} tokens, from "
+                f"{budget['tokens_per_second_at_init']:,} tokens/s at init; {budget['request']['inputs']} "
+                f"passages, base64, status {budget['request']['status']})",
+                f"{budget['seconds']:.1f} s",
+                f"REQUEST_TIMEOUT_SECONDS: {budget['request_timeout_seconds']:.0f} s",
+                f"{budget['share_of_timeout']:.2f}",
+                f"< 1 {_mark(budget['share_of_timeout'] < 1)}",
+            )
+        )
+    if "memory" in results:
+        lines += ["", memory_table(results["memory"])]
     passed = sum(met.values())
     lines += ["", f"Targets met: {passed}/{len(met)}."]
     return "\n".join(lines)

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.memory import measure_memory
+from bench.memory import targets as memory_targets
 from bench.report import plot_throughput, table, targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +41,8 @@ PLAN: dict[str, dict[str, Any]] = {
         "throughput": {1: 40, 8: 20, 32: 10, 128: 5},
         "documents": 40,
         "indexing": 5,
+        # Memory soak requests: the default model, then any other (slower) model, for its peak RSS.
+        "soak": (10_000, 2_000),
     },
     "quick": {
         "boot": 2,
@@ -47,8 +51,10 @@ PLAN: dict[str, dict[str, Any]] = {
         "throughput": {1: 10, 8: 5, 32: 3, 128: 2},
         "documents": 10,
         "indexing": 2,
+        "soak": (1_000, 500),
     },
 }
+SOAK_EVERY = 500
 
 
 def machine() -> dict[str, Any]:
@@ -101,6 +107,7 @@ def child(out: Path, quick: bool) -> None:
 
     sys.path.insert(0, str(REPO / "function"))  # LAMBDA_TASK_ROOT: `handler` and `app`
     import handler  # Lambda's init: load, verify and warm the model
+    from bench.budget import measure_budget
     from bench.indexing import measure_indexing
     from bench.latency import fixture_query, measure_overhead, measure_throughput
     from bench.sizing import measure_sizing
@@ -116,6 +123,8 @@ def child(out: Path, quick: bool) -> None:
     )
     progress("indexing")
     indexing = measure_indexing(handler.engine, documents=plan["documents"], repetitions=plan["indexing"])
+    progress("budget")
+    budget = measure_budget(handler)
     seconds = time.perf_counter() - started
     others = busy_seconds() - busy_before - (own_seconds() - own_before)
     results: dict[str, Any] = {
@@ -134,6 +143,7 @@ def child(out: Path, quick: bool) -> None:
         "throughput": throughput,
         "sizing": sizing,
         "indexing": indexing,
+        "budget": budget,
         "seconds": round(seconds, 1),
     }
     results["targets"] = targets(results)
@@ -203,7 +213,18 @@ def main() -> None:
             failed = True
             reports.append({"model": slug, "skipped": f"the measurement failed (exit {code}); see its log"})
             continue
-        reports.append(json.loads(out.read_text(encoding="utf-8")))
+        report = json.loads(out.read_text(encoding="utf-8"))
+        default_model, other_model = PLAN["quick" if args.quick else "full"]["soak"]
+        report["memory"] = measure_memory(
+            child_environment(model_env),
+            requests=default_model if not model_env else other_model,
+            http_requests=0 if model_env else default_model // 5,
+            every=SOAK_EVERY,
+            log_dir=out_logs(out),
+        )
+        report["targets"].update(memory_targets(report["memory"]))
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        reports.append(report)
         written.append(out)
     print("\n\n".join(table(report) for report in reports))
     plot = plot_throughput([r for r in reports if "throughput" in r], RESULTS / f"{date}-throughput.png")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -24,27 +23,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from embedding_engine.memory import allocator, resident_mb
+
 REPO = Path(__file__).resolve().parents[1]
 LONG_TEXT_WORDS = (600, 1500)
-
-
-def memory_mb() -> dict[str, float]:
-    """This process's resident set size now (VmRSS) and at its peak (VmHWM), in MB."""
-    values = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values[name] = round(int(rest.split()[0]) / 1024, 1)
-    return {"rss_mb": values["VmRSS"], "peak_mb": values["VmHWM"]}
-
-
-def allocator() -> str:
-    """Which malloc serves this process: jemalloc when preloaded, else glibc (with any MALLOC_ tuning)."""
-    maps = Path("/proc/self/maps").read_text()
-    if "libjemalloc" in maps:
-        return "jemalloc"
-    tuning = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MALLOC_") and k.endswith("_"))
-    return "glibc" + (f" ({', '.join(tuning)})" if tuning else "")
+BIG_INPUT_BYTES = 5_900_000  # one input just under Lambda's 6 MB request limit
 
 
 class Traffic:
@@ -110,19 +93,13 @@ def probe_ms(handler: Any, context: Any, calls: int = 21) -> float:
 
 def soak(*, requests: int, every: int, max_texts: int, spread: str, seed: int) -> dict[str, Any]:
     """Send `requests` varied requests through the handler; a reading every `every` requests."""
-    sys.path.insert(0, str(REPO / "function"))
-    sys.path.insert(0, str(REPO / "tests"))
-    from helpers import FakeLambdaContext
-
     started = time.perf_counter()
-    import handler  # Lambda's init
-
+    handler, context = _boot()
     init_s = time.perf_counter() - started
-    context = FakeLambdaContext()
     traffic = Traffic(seed=seed, max_texts=max_texts, spread=spread)
     statuses: Counter[int] = Counter()
     texts = 0
-    readings = [{"requests": 0, "seconds": 0.0, **memory_mb(), "query_ms": probe_ms(handler, context)}]
+    readings = [{"requests": 0, "seconds": 0.0, **resident_mb(), "query_ms": probe_ms(handler, context)}]
     print(f"  {allocator()}: {readings[0]}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     for number in range(1, requests + 1):
@@ -134,7 +111,7 @@ def soak(*, requests: int, every: int, max_texts: int, spread: str, seed: int) -
             reading = {
                 "requests": number,
                 "seconds": round(time.perf_counter() - started, 1),
-                **memory_mb(),
+                **resident_mb(),
                 "query_ms": probe_ms(handler, context),
             }
             readings.append(reading)
@@ -153,6 +130,46 @@ def soak(*, requests: int, every: int, max_texts: int, spread: str, seed: int) -
     }
 
 
+def big_input(*, whole: bool) -> dict[str, Any]:
+    """Peak and resident memory around one 5.9 MB input: through the handler (cut before it is
+    tokenized), or `whole`: straight into `model.encode`, which tokenizes all of it before truncating
+    (what the handler did before the cut)."""
+    from bench.corpus import corpus
+
+    handler, context = _boot()
+    text = ""
+    for document in corpus(400, paragraphs=40):
+        text += document + "\n\n"
+        if len(text) >= BIG_INPUT_BYTES:
+            break
+    text = text[:BIG_INPUT_BYTES]
+    before = resident_mb()
+    if whole:
+        handler.engine.embedder.model.encode([text])
+    else:
+        response = handler.lambda_handler(http_event("/v1/embeddings", {"input": text}), context)
+        assert response["statusCode"] == 200, response["body"][:300]
+    after = resident_mb()
+    return {
+        "allocator": allocator(),
+        "path": "whole" if whole else "cut",
+        "input_bytes": len(text.encode()),
+        "rss_before_mb": before["rss_mb"],
+        "peak_mb": after["peak_mb"],
+        "rss_after_mb": after["rss_mb"],
+    }
+
+
+def _boot() -> tuple[Any, Any]:
+    """`import handler` (Lambda's init) and a Lambda context."""
+    sys.path.insert(0, str(REPO / "function"))
+    sys.path.insert(0, str(REPO / "tests"))
+    import handler
+    from helpers import FakeLambdaContext
+
+    return handler, FakeLambdaContext()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000)
@@ -160,11 +177,19 @@ def main() -> None:
     parser.add_argument("--max-texts", type=int, default=64)
     parser.add_argument("--spread", choices=["uniform", "log"], default="log")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--big-input", choices=["cut", "whole"], help="measure one 5.9 MB input instead")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    result = soak(
-        requests=args.requests, every=args.every, max_texts=args.max_texts, spread=args.spread, seed=args.seed
-    )
+    if args.big_input:
+        result = big_input(whole=args.big_input == "whole")
+    else:
+        result = soak(
+            requests=args.requests,
+            every=args.every,
+            max_texts=args.max_texts,
+            spread=args.spread,
+            seed=args.seed,
+        )
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 

@@ -1,0 +1,161 @@
+"""`make bench`'s memory section, side by side in one run: the soak (bench/soak.py) under jemalloc (what
+the image and `make run` preload) and under glibc's malloc (what they used before), each in its own
+process; and one 5.9 MB input, cut before tokenizing (the handler) against tokenized whole (the old path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.soak_http import soak_http
+
+REPO = Path(__file__).resolve().parents[1]
+GROWTH_FROM = 1000  # growth is measured from this request on: the first ones fill caches and pools
+GROWTH_MAX_MB = 50.0
+
+
+def allocators() -> dict[str, dict[str, str]]:
+    """Environment changes per allocator: jemalloc when `make bench` found it (LD_PRELOAD), and glibc."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    chosen = {"jemalloc": {"LD_PRELOAD": preload}} if "jemalloc" in preload else {}
+    return {**chosen, "glibc": {"LD_PRELOAD": ""}}
+
+
+def _child(args: list[str], env: Mapping[str, str], out: Path, log: Path) -> dict[str, Any]:
+    with log.open("ab") as sink:
+        command = [sys.executable, "-m", "bench.soak", *args, "--out", str(out)]
+        code = subprocess.run(command, cwd=REPO, env=dict(env), stdout=sink, stderr=sink).returncode
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({code}); see {log}")
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
+def summarize(soak: dict[str, Any]) -> dict[str, Any]:
+    """The figures the issue asks for: RSS at request 1,000 and at the end, the growth between, peak."""
+    readings = soak["readings"]
+    start = next((r for r in readings if r["requests"] >= GROWTH_FROM), readings[-1])
+    end = readings[-1]
+    summary = {
+        "rss_start_mb": readings[0]["rss_mb"],
+        "rss_at_mb": {str(start["requests"]): start["rss_mb"], str(end["requests"]): end["rss_mb"]},
+        "growth_mb": round(end["rss_mb"] - start["rss_mb"], 1),
+        "growth_from": start["requests"],
+        "peak_mb": max(r["peak_mb"] for r in readings),
+        "seconds": end["seconds"],
+    }
+    probes = [r["query_ms"] for r in readings if "query_ms" in r]
+    if probes:
+        summary["query_ms_median"] = round(statistics.median(probes), 2)
+        summary["query_ms_first_last"] = [probes[0], probes[-1]]
+    return summary
+
+
+def measure_memory(
+    env: Mapping[str, str], *, requests: int, every: int, http_requests: int, log_dir: Path
+) -> dict[str, Any]:
+    """Soak under each allocator: in-process, and `make run`'s server under 8 concurrent clients when
+    `http_requests`; then the big input both ways (under the first allocator)."""
+    results: dict[str, Any] = {"requests": requests, "http_requests": http_requests, "every": every}
+    results.update(soak={}, http={}, big_input={})
+    choices = allocators()
+    for name, change in choices.items():
+        if http_requests:
+            print(f"  memory soak over HTTP: {name}, {http_requests} requests", file=sys.stderr, flush=True)
+            http = soak_http({**env, **change}, requests=http_requests, every=every, log=log_dir / "http.log")
+            results["http"][name] = {
+                **summarize(http),
+                "statuses": http["statuses"],
+                "readings": http["readings"],
+            }
+    for name, change in choices.items():
+        print(f"  memory soak: {name}, {requests} requests", file=sys.stderr, flush=True)
+        arguments = ["--requests", str(requests), "--every", str(every)]
+        soak = _child(arguments, {**env, **change}, log_dir / f"soak-{name}.json", log_dir / "soak.log")
+        results["soak"][name] = {
+            **summarize(soak),
+            **{key: soak[key] for key in ("allocator", "statuses", "readings")},
+        }
+    first = next(iter(choices.values()))
+    for path in ("cut", "whole"):
+        print(f"  memory: one 5.9 MB input, {path}", file=sys.stderr, flush=True)
+        out = log_dir / f"big-input-{path}.json"
+        results["big_input"][path] = _child(
+            ["--big-input", path], {**env, **first}, out, log_dir / "soak.log"
+        )
+    return results
+
+
+def targets(memory: dict[str, Any]) -> dict[str, bool]:
+    if "jemalloc" not in memory["soak"]:
+        return {}
+    name = f"memory growth after request {GROWTH_FROM} <= {GROWTH_MAX_MB:.0f} MB (jemalloc)"
+    return {name: memory["soak"]["jemalloc"]["growth_mb"] <= GROWTH_MAX_MB}
+
+
+def table(memory: dict[str, Any]) -> str:
+    """The memory section of a model's report, in Markdown."""
+    from bench.report import markdown_row
+
+    http = (
+        f", and {memory['http_requests']:,} to `make run`'s server from 8 clients" if memory["http"] else ""
+    )
+    lines = [
+        f"Memory soak: {memory['requests']:,} varied requests in-process through `lambda_handler`{http}; "
+        f"RSS every {memory['every']}; one process per allocator.",
+        "",
+        markdown_row(
+            "Soak", "RSS at start", "RSS at request 1,000 → end", "Growth", "Peak", "Query probe", "Time"
+        ),
+        markdown_row(*["---"] * 7),
+    ]
+    for kind, runs in (("in-process", memory["soak"]), ("HTTP, 8 clients", memory["http"])):
+        for name, run in runs.items():
+            (at_start, rss_start), (at_end, rss_end) = run["rss_at_mb"].items()
+            growth = f"{run['growth_mb']:+.0f} MB"
+            if name == "jemalloc":
+                growth += f" {'✅' if run['growth_mb'] <= GROWTH_MAX_MB else '❌'} (≤ {GROWTH_MAX_MB:.0f})"
+            probe = "—"
+            if "query_ms_median" in run:
+                first, last = run["query_ms_first_last"]
+                probe = f"median {run['query_ms_median']:.1f} ms (first {first:.1f}, last {last:.1f})"
+            lines.append(
+                markdown_row(
+                    f"{kind}, {name}",
+                    f"{run['rss_start_mb']:.0f} MB",
+                    f"{rss_start:.0f} MB (#{at_start}) → {rss_end:.0f} MB (#{at_end})",
+                    growth,
+                    f"{run['peak_mb']:.0f} MB",
+                    probe,
+                    f"{run['seconds']:.0f} s",
+                )
+            )
+    big = memory["big_input"]
+    if big:
+        lines += [
+            "",
+            markdown_row("One 5.9 MB input", "RSS before", "Peak", "RSS after"),
+            markdown_row(*["---"] * 4),
+        ]
+        for path, label in (("cut", "handler: cut before tokenizing"), ("whole", "tokenized whole (before)")):
+            row = big[path]
+            lines.append(
+                markdown_row(
+                    label,
+                    f"{row['rss_before_mb']:.0f} MB",
+                    f"{row['peak_mb']:.0f} MB",
+                    f"{row['rss_after_mb']:.0f} MB",
+                )
+            )
+    return "\n".join(lines)
+
+
+def _first(runs: dict[str, Any]) -> dict[str, Any]:
+    return next(iter(runs.values()))
