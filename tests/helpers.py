@@ -36,9 +36,10 @@ class FakeLambdaContext:
     aws_request_id: str = "8f5e0a1c-52a3-4c1f-9d0e-2f3c4b5a6d7e"
     log_group_name: str = "/aws/lambda/embeddings-api"
     log_stream_name: str = "2026/11/25/[$LATEST]0123456789abcdef"
+    remaining_ms: int = 30_000  # what get_remaining_time_in_millis() answers, however long the call runs
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms
 
 
 def cosine_rows(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:

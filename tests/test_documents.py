@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import random
 import traceback
@@ -13,13 +14,20 @@ import pytest
 from fpdf import FPDF
 from pypdf import PdfWriter
 
-from embedding_engine.errors import CorruptDocumentError, DocumentError, UnsupportedDocumentError
+from embedding_engine.errors import (
+    CorruptDocumentError,
+    DocumentError,
+    DocumentTooLargeError,
+    NotTextDocumentError,
+    UnsupportedDocumentError,
+)
 from embedding_engine.indexing.documents import (
     SUPPORTED_EXTENSIONS,
     decode_text,
     detect_kind,
     extract_text,
 )
+from embedding_engine.indexing.text_decoding import unprintable_ratio
 
 SECRET = "Confidential merger plans for Zephyr Corp"
 
@@ -86,10 +94,16 @@ def test_decode_text(data: bytes, text: str, encoding: str) -> None:
     ],
 )
 def test_bad_bytes_never_raise(data: bytes) -> None:
+    """Decoding never fails; extraction gives text without NULs, or refuses bytes that are not text."""
     text, encoding = decode_text(data)
     assert isinstance(text, str)
     codecs.lookup(encoding)
-    assert "\x00" not in extract_text(data, key="noise.txt").text
+    try:
+        document = extract_text(data, key="noise.txt")
+    except NotTextDocumentError as refused:
+        assert "noise.txt" in str(refused)
+    else:
+        assert "\x00" not in document.text
 
 
 def test_plain_text_is_tidied_but_keeps_paragraphs() -> None:
@@ -263,3 +277,136 @@ def test_supported_extensions() -> None:
     assert {".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf"} == SUPPORTED_EXTENSIONS
     for extension in SUPPORTED_EXTENSIONS:
         detect_kind(f"file{extension.upper()}", None)
+
+
+# UTF-16 without a byte order mark. When every byte is below 0x80 the bytes are valid UTF-8 too, and
+# read as UTF-8 they are control characters and NULs ("\x1f\x04@\x04...") or, for CJK, ASCII noise.
+SHORT_CHINESE = "你好世界。"  # UTF-16BE: b"O`Y}N\x16uL0\x02"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("Привет, как дела? Это тест русского текста.", "utf-16-le"),
+        ("Привет мир", "utf-16-le"),
+        (SHORT_CHINESE, "utf-16-be"),
+        ("我爱你。", "utf-16-be"),
+        ("Hello world, this is plain English.\n", "utf-16-le"),
+        ("Hello world, this is plain English.\n", "utf-16-be"),
+        ("नमस्ते, आप कैसे हैं? यह एक परीक्षण है।", "utf-16-le"),
+        ("สวัสดีครับ นี่คือการทดสอบ", "utf-16-be"),
+        ("こんにちは、世界。テストです。", "utf-16-be"),
+    ],
+)
+def test_utf16_without_a_byte_order_mark(text: str, encoding: str) -> None:
+    assert decode_text(text.encode(encoding)) == (text, encoding)
+
+
+def test_the_short_chinese_sample_is_valid_utf8() -> None:
+    """The trap: strict UTF-8 accepts these bytes, so only plausibility can tell."""
+    data = SHORT_CHINESE.encode("utf-16-be")
+    assert all(byte < 0x80 for byte in data)
+    assert data.decode("utf-8") == "O`Y}N\x16uL0\x02"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plain ASCII, nothing special.",
+        "O`Y}",  # ASCII that would also be UTF-16BE "你好": plain text wins
+        "Tabs\tand\fform feeds\r\nare text.",
+        "\x1b[32mINFO\x1b[0m started\n\x1b[31mERROR\x1b[0m stopped after 3 retries\n",  # a coloured log
+    ],
+)
+def test_text_that_is_valid_utf8_stays_utf8(text: str) -> None:
+    assert decode_text(text.encode()) == (text, "utf-8")
+
+
+MULTILINGUAL = {
+    "en": "The quick brown fox jumps over the lazy dog. Indexing keeps every paragraph searchable.",
+    "fr": "Le café est très bon, déjà vu. Où est la bibliothèque ? À bientôt, François !",
+    "de": "Grüße aus Köln, schöne Straße. Die Bäume blühen im Frühling.",
+    "ru": "Привет, как дела? Это тест. Мы читаем документ на русском языке.",
+    "el": "Γειά σου κόσμε, αυτό είναι ένα τεστ ελληνικού κειμένου.",  # noqa: RUF001
+    "ar": "مرحبا بالعالم، هذا اختبار للنص العربي في المستند.",
+    "he": "שלום עולם, זהו מבחן של טקסט בעברית.",
+    "hi": "नमस्ते दुनिया, यह हिंदी पाठ का परीक्षण है।",
+    "zh": "我们今天去公园散步，天气很好。索引让每个段落都能被搜索到。",  # noqa: RUF001
+    "ja": "こんにちは世界。これは日本語のテキストのテストです。",
+    "ko": "안녕하세요 세계, 이것은 한국어 텍스트 테스트입니다.",
+    "th": "สวัสดีชาวโลก นี่คือการทดสอบข้อความภาษาไทย",
+    "emoji": "Launch day 🚀 went well 🎉 — thanks, team 👩‍💻!",
+}
+
+
+@pytest.mark.parametrize(
+    ("language", "encoding"),
+    [(language, "utf-8") for language in MULTILINGUAL]
+    + [(language, "utf-16-le") for language in MULTILINGUAL]
+    + [(language, "utf-16-be") for language in MULTILINGUAL]
+    + [("fr", "cp1252"), ("de", "cp1252"), ("ru", "cp1251"), ("el", "cp1253"), ("ar", "cp1256")]
+    + [("ja", "shift_jis"), ("zh", "gb18030"), ("ko", "euc-kr")],
+)
+def test_real_text_in_many_languages_is_read_not_refused(language: str, encoding: str) -> None:
+    text = MULTILINGUAL[language]
+    assert extract_text(text.encode(encoding), key=f"texts/{language}.txt").text == text
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(random.Random(8).randbytes(1024 * 1024), id="random-1MB"),
+        pytest.param(random.Random(9).randbytes(300), id="random-300B"),
+        pytest.param(bytes(range(256)) * 16, id="every-byte"),
+        pytest.param(zip_bytes(), id="zip"),
+        pytest.param(gzip.compress(SECRET.encode() * 200), id="gzip"),
+        pytest.param(b"\x89PNG\r\n\x1a\n" + random.Random(10).randbytes(2000), id="png"),
+    ],
+)
+def test_bytes_that_are_not_text_are_refused(data: bytes) -> None:
+    with pytest.raises(NotTextDocumentError) as caught:
+        extract_text(data, key="inbox/noise.txt")
+    message = str(caught.value)
+    assert "inbox/noise.txt" in message and "unprintable" in message
+    assert SECRET not in message
+
+
+def test_text_over_the_character_bound_is_refused_after_decoding() -> None:
+    data = ("A line of a very long plain text report.\n" * 60_000).encode()  # 2.5 M characters
+    with pytest.raises(DocumentTooLargeError) as caught:
+        extract_text(data, key="reports/huge.txt")
+    message = str(caught.value)
+    assert "reports/huge.txt" in message and "MAX_DOCUMENT_CHARS" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "ratio"),
+    [
+        ("", 0.0),
+        ("Tabs\tnew lines\nform feeds\f, CR\r and Word's line break\v are text", 0.0),
+        ("abc\x00", 0.25),  # NUL, like every other control character
+        ("ab\ufffd\ufffd", 0.5),  # bytes that did not decode
+        ("a\ue000\U000f0000b", 0.5),  # private use, in and beyond the BMP
+        ("a\u0378", 0.5),  # unassigned
+        ("a\ud800", 0.5),  # a lone surrogate
+        ("\u00a0\u200d\u00ad", 0.0),  # no-break space, zero-width joiner, soft hyphen: text
+    ],
+)
+def test_unprintable_ratio(text: str, ratio: float) -> None:
+    assert unprintable_ratio(text) == ratio
+
+
+def test_the_refusal_names_the_key_and_the_ratio_never_the_text() -> None:
+    data = (SECRET + "\x01\x02\x03\x04" * 40).encode()
+    with pytest.raises(NotTextDocumentError) as caught:
+        extract_text(data, key="inbox/mixed.txt")
+    assert str(caught.value).startswith("'inbox/mixed.txt' is not text: 80% of its characters")
+    assert SECRET not in str(caught.value)
+
+
+def test_html_is_bounded_by_its_visible_text_not_its_markup() -> None:
+    markup = f"<html><head><style>{'p { color: red } ' * 500}</style></head><body><p>Short.</p></body></html>"
+    assert extract_text(markup.encode(), key="page.html", max_chars=100).text == "Short."
+    with pytest.raises(DocumentTooLargeError) as caught:
+        extract_text(f"<p>{'Long text. ' * 20}</p>".encode(), key="site/long.html", max_chars=100)
+    assert "site/long.html" in str(caught.value) and "MAX_DOCUMENT_CHARS=100" in str(caught.value)

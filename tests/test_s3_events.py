@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from embedding_engine.errors import MalformedNotificationError
 from embedding_engine.indexing.s3_events import object_events
 from helpers import load_event
 
@@ -40,12 +41,17 @@ def test_removals_and_other_event_types() -> None:
 
 
 def test_without_a_sequencer_the_event_time_orders_events() -> None:
-    earlier, later = notification(), notification()
-    for body, time in ((earlier, "2026-11-25T10:00:00.000Z"), (later, "2026-11-25T10:00:00.001Z")):
-        del body["Records"][0]["s3"]["object"]["sequencer"]
-        body["Records"][0]["eventTime"] = time
-    [first], [second] = object_events(earlier), object_events(later)
+    [first] = object_events(timed("2026-11-25T10:00:00.000Z"))
+    [second] = object_events(timed("2026-11-25T10:00:00.001Z"))
     assert int(first.sequencer, 16) < int(second.sequencer, 16)
+
+
+def timed(event_time: str) -> dict[str, Any]:
+    """The sample notification without a sequencer, at `event_time`."""
+    body = notification()
+    del body["Records"][0]["s3"]["object"]["sequencer"]
+    body["Records"][0]["eventTime"] = event_time
+    return body
 
 
 def test_the_s3_test_event_is_acknowledged() -> None:
@@ -60,9 +66,15 @@ def test_the_s3_test_event_is_acknowledged() -> None:
         ({"detail-type": "Object Created", "source": "aws.s3"}, "no Records"),
         ({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {}}}]}, "lacks a field"),
         ({"Type": "Notification", "Message": "not json"}, "Expecting value"),
+        (
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {}}}]},
+            "lacks a field",
+        ),
+        (timed("noon"), "lacks a field: Invalid isoformat"),
     ],
-    ids=["array", "eventbridge-shape", "record-without-fields", "sns-without-json"],
+    ids=["array", "eventbridge-shape", "record-without-fields", "sns-without-json", "no-key", "bad-time"],
 )
 def test_anything_else_is_refused(message: Any, fragment: str) -> None:
-    with pytest.raises(ValueError, match=fragment):
+    """A `MalformedNotificationError` (a ValueError): the records route logs its message as it is."""
+    with pytest.raises(MalformedNotificationError, match=fragment):
         object_events(message)

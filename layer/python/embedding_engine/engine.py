@@ -91,7 +91,14 @@ class Engine:
             before_store = time.perf_counter()
             store = open_store(settings, embedder)
             fetcher = S3Fetcher(max_bytes=settings.max_document_bytes)
-            indexer = Indexer(embedder, store, fetcher=fetcher, overlap_tokens=settings.chunk_overlap_tokens)
+            indexer = Indexer(
+                embedder,
+                store,
+                fetcher=fetcher,
+                overlap_tokens=settings.chunk_overlap_tokens,
+                max_chars=settings.max_document_chars,
+                max_chunks=settings.max_document_chunks,
+            )
             timings["store"] = _elapsed_ms(before_store)
         timings["total"] = _elapsed_ms(init_started)
         state = ContainerState(init_started=init_started, initialization_type=settings.initialization_type)

@@ -120,3 +120,16 @@ class UnsupportedDocumentError(DocumentError):
 
 class CorruptDocumentError(DocumentError):
     """A document of a supported type whose bytes cannot be read (a broken PDF, say)."""
+
+
+class DocumentTooLargeError(ObjectSkippedError, DocumentError):
+    """A document over MAX_DOCUMENT_CHARS or MAX_DOCUMENT_CHUNKS, or beyond the PDF reader's limits:
+    skipped like an object over MAX_DOCUMENT_BYTES (acknowledged, its older version removed)."""
+
+
+class NotTextDocumentError(DocumentError):
+    """Bytes whose decoded or extracted text is mostly unprintable characters: binary, not text."""
+
+
+class MalformedNotificationError(ValueError):
+    """An SQS message or event that is not an S3 notification, or an S3 record without its fields."""

@@ -1,23 +1,27 @@
-"""Document bytes to visible text: plain text, Markdown, HTML and PDF.
+"""Document bytes to visible text: plain text, Markdown, HTML and PDF, within a character budget, and
+refused when the result is not text (binary bytes named .txt, say).
 
 Errors name the object's key and type, never its text: document text must not reach the logs.
 """
 
 from __future__ import annotations
 
-import codecs
-import io
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 from typing import Any
 
-from charset_normalizer import from_bytes
-from pypdf import PdfReader
-from pypdf.errors import DependencyError, DeprecationError, PyPdfError
-
-from embedding_engine.errors import CorruptDocumentError, UnsupportedDocumentError
+from embedding_engine.deadline import Deadline
+from embedding_engine.errors import (
+    CorruptDocumentError,
+    DocumentTooLargeError,
+    NotTextDocumentError,
+    UnsupportedDocumentError,
+)
+from embedding_engine.indexing.pdf_text import read_pdf
+from embedding_engine.indexing.text_decoding import MAX_UNPRINTABLE_RATIO, decode_text, unprintable_ratio
+from embedding_engine.settings import Settings
 
 PLAIN_TEXT = "text/plain"
 MARKDOWN = "text/markdown"
@@ -45,29 +49,9 @@ _KIND_BY_CONTENT_TYPE = {
 # Content types that say nothing about the bytes: the key's extension decides instead.
 _GENERIC_CONTENT_TYPES = frozenset({"", "binary/octet-stream", "application/octet-stream"})
 SUPPORTED_EXTENSIONS = frozenset(_KIND_BY_EXTENSION)
+# MAX_DOCUMENT_CHARS's default (the Settings field's), for callers that pass no budget.
+DEFAULT_MAX_CHARS = Settings.max_document_chars
 
-_BYTE_ORDER_MARKS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's.
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-# How much more "chaos" than the detector's favourite a Windows-1252 reading may show and still win.
-_CP1252_TOLERANCE = 0.1
-# What pypdf raises on broken bytes: its own errors, plus the built-ins that fuzzing truncated and
-# garbled PDFs showed escaping from its parser, filters and decryption.
-_PDF_READ_ERRORS = (
-    PyPdfError,
-    DependencyError,
-    DeprecationError,
-    AssertionError,
-    AttributeError,
-    KeyError,
-    NotImplementedError,
-    TypeError,
-    ValueError,
-)
 _MAX_TITLE_CHARS = 300
 _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
 _WHITESPACE_RUNS = re.compile(r"\s+")
@@ -98,45 +82,43 @@ def detect_kind(key: str, content_type: str | None) -> str:
     return kind
 
 
-def decode_text(data: bytes) -> tuple[str, str]:
-    """Bytes to text and the encoding used: a BOM wins (utf-8-sig, utf-16, utf-32), then strict UTF-8,
-    then charset-normalizer's guess (see `_guess_encoding`), then UTF-8 with replacement characters:
-    bad bytes never raise."""
-    for mark, encoding in _BYTE_ORDER_MARKS:
-        if data.startswith(mark):
-            return data.decode(encoding, errors="replace"), encoding
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    guess = _guess_encoding(data)
-    if guess is None:
-        return data.decode("utf-8", errors="replace"), "utf-8"
-    return data.decode(guess, errors="replace"), guess
-
-
-def extract_text(data: bytes, *, key: str, content_type: str | None = None) -> ExtractedDocument:
-    """Dispatch on detect_kind; raises UnsupportedDocumentError or CorruptDocumentError."""
+def extract_text(
+    data: bytes,
+    *,
+    key: str,
+    content_type: str | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    deadline: Deadline | None = None,
+) -> ExtractedDocument:
+    """Dispatch on detect_kind. Raises UnsupportedDocumentError, CorruptDocumentError,
+    DocumentTooLargeError (over `max_chars`: PDF pages stop being read there), NotTextDocumentError,
+    or DeadlineExceededError (checked between PDF pages)."""
     kind = detect_kind(key, content_type)
     if kind == PDF:
-        return _read_pdf(data, key)
+        return _read_pdf(data, key, max_chars, deadline or Deadline.never())
     text, encoding = decode_text(data)
     if kind == HTML:
-        return _read_html(text, encoding, key)
+        return _read_html(text, encoding, key, max_chars)
+    _check_size(text, key, max_chars)
+    _check_text(text, key)
     return ExtractedDocument(_tidy(text), kind, {"encoding": encoding})
 
 
-def _guess_encoding(data: bytes) -> str | None:
-    """charset-normalizer's best guess, but Windows-1252 when it is about as plausible: the detector
-    confuses the Latin code pages (short or French cp1252 text comes back as UTF-16, cp1250, cp1257)."""
-    matches = from_bytes(data)
-    best = matches.best()
-    if best is None:
-        return None
-    for match in matches:
-        if "cp1252" in match.could_be_from_charset and match.chaos <= best.chaos + _CP1252_TOLERANCE:
-            return "cp1252"
-    return best.encoding
+def _check_size(text: str, key: str, max_chars: int) -> None:
+    if len(text) > max_chars:
+        raise DocumentTooLargeError(
+            f"{key!r} holds {len(text)} characters, over MAX_DOCUMENT_CHARS={max_chars}; not indexed."
+        )
+
+
+def _check_text(text: str, key: str) -> None:
+    """Refuses text that is mostly unprintable: binary bytes read as text make garbage chunks."""
+    ratio = unprintable_ratio(text)
+    if ratio > MAX_UNPRINTABLE_RATIO:
+        raise NotTextDocumentError(
+            f"{key!r} is not text: {ratio:.0%} of its characters are unprintable (control, "
+            f"unassigned, private-use or undecodable), over {MAX_UNPRINTABLE_RATIO:.0%}."
+        )
 
 
 def _tidy(text: str) -> str:
@@ -154,35 +136,33 @@ def _title(value: object) -> str | None:
     return title[:_MAX_TITLE_CHARS] or None
 
 
-def _read_pdf(data: bytes, key: str) -> ExtractedDocument:
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise CorruptDocumentError(f"PDF {key!r} is encrypted and needs a password")
-        pages = [page.extract_text() for page in reader.pages]
-        title = _title(reader.metadata.title) if reader.metadata else None
-    except _PDF_READ_ERRORS as error:
-        # `from None`: pypdf's messages can quote bytes of the document.
-        raise CorruptDocumentError(f"PDF {key!r} cannot be read ({type(error).__name__})") from None
-    page_texts = ("\n".join(" ".join(line.split()) for line in page.splitlines()) for page in pages)
-    metadata: dict[str, Any] = {"pages": len(pages)}
+def _read_pdf(data: bytes, key: str, max_chars: int, deadline: Deadline) -> ExtractedDocument:
+    pdf = read_pdf(data, key=key, max_chars=max_chars, deadline=deadline)
+    page_texts = ["\n".join(" ".join(line.split()) for line in page.splitlines()) for page in pdf.pages]
+    text = "\n\n".join(page_texts)
+    _check_text(text, key)
+    metadata: dict[str, Any] = {"pages": len(pdf.pages)}
+    title = _title(pdf.title)
     if title:
         metadata["title"] = title
-    return ExtractedDocument(_tidy("\n\n".join(page_texts)), PDF, metadata)
+    return ExtractedDocument(_tidy(text), PDF, metadata)
 
 
-def _read_html(markup: str, encoding: str, key: str) -> ExtractedDocument:
+def _read_html(markup: str, encoding: str, key: str, max_chars: int) -> ExtractedDocument:
     parser = _VisibleTextParser()
     try:
         parser.feed(markup)
         parser.close()
     except AssertionError:  # Python 3.11's html.parser on a malformed "<![" section
         raise CorruptDocumentError(f"HTML {key!r} cannot be parsed") from None
+    text = parser.text()
+    _check_size(text, key, max_chars)  # the visible text: markup can be many times longer
+    _check_text(text, key)
     metadata: dict[str, Any] = {"encoding": encoding}
     title = _title("".join(parser.title_parts))
     if title:
         metadata["title"] = title
-    return ExtractedDocument(_tidy(parser.text()), HTML, metadata)
+    return ExtractedDocument(_tidy(text), HTML, metadata)
 
 
 _HIDDEN_TAGS = frozenset({"script", "style", "noscript", "template", "svg"})

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
+from embedding_engine.errors import MalformedNotificationError
 from embedding_engine.observability import logger
 
 TEST_EVENT = "s3:TestEvent"
@@ -32,17 +33,23 @@ class ObjectEvent:
 
 def object_events(notification: Any) -> list[ObjectEvent]:
     """The object events of an S3 notification, also inside an SNS envelope (S3 -> SNS -> SQS);
-    `s3:TestEvent` and other event types give none. Raises `ValueError` for anything that is not an
-    S3 notification, or a record without the fields every S3 object event carries."""
+    `s3:TestEvent` and other event types give none. Raises `MalformedNotificationError` (a
+    `ValueError`) for anything that is not an S3 notification, or a record without the fields every
+    S3 object event carries; its message never quotes the notification."""
     if isinstance(notification, dict) and notification.get("Type") == "Notification":
-        notification = json.loads(str(notification.get("Message", "")))
+        try:
+            notification = json.loads(str(notification.get("Message", "")))
+        except json.JSONDecodeError as error:
+            raise MalformedNotificationError(
+                f"the SNS envelope's Message is not an S3 notification ({error.msg})"
+            ) from None
     if not isinstance(notification, dict):
-        raise ValueError("the message is not an S3 notification (not a JSON object)")
+        raise MalformedNotificationError("the message is not an S3 notification (not a JSON object)")
     if notification.get("Event") == TEST_EVENT:
         logger.info("s3 test event acknowledged", extra={"bucket": notification.get("Bucket")})
         return []
     if not isinstance(notification.get("Records"), list):
-        raise ValueError("the message is not an S3 notification (no Records)")
+        raise MalformedNotificationError("the message is not an S3 notification (no Records)")
     events = []
     for record in notification["Records"]:
         name = str(record.get("eventName", ""))
@@ -68,8 +75,8 @@ def object_events(notification: Any) -> list[ObjectEvent]:
                     version_id=obj.get("versionId") or None,
                 )
             )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"S3 record {name!r} lacks a field: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:  # ValueError: a size or time that is not one
+            raise MalformedNotificationError(f"S3 record {name!r} lacks a field: {exc}") from None
     return events
 
 
