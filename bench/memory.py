@@ -21,11 +21,17 @@ GROWTH_FROM = 1000  # growth is measured from this request on: the first ones fi
 GROWTH_MAX_MB = 50.0
 
 
-def allocators() -> dict[str, dict[str, str]]:
-    """Environment changes per allocator: jemalloc when `make bench` found it (LD_PRELOAD), and glibc."""
+# glibc's malloc with a fixed mmap threshold (large blocks always mmapped, so freed ones go back to the
+# system): the alternative to jemalloc the issue measured, at a cost in speed.
+GLIBC_TUNED = {"LD_PRELOAD": "", "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+
+def allocators(*, tuned: bool) -> dict[str, dict[str, str]]:
+    """Environment changes per allocator: jemalloc when `make bench` found it (LD_PRELOAD), glibc as it
+    comes, and (when `tuned`) glibc with a fixed mmap threshold."""
     preload = os.environ.get("LD_PRELOAD", "")
     chosen = {"jemalloc": {"LD_PRELOAD": preload}} if "jemalloc" in preload else {}
-    return {**chosen, "glibc": {"LD_PRELOAD": ""}}
+    return {**chosen, "glibc": {"LD_PRELOAD": ""}, **({"glibc-tuned": GLIBC_TUNED} if tuned else {})}
 
 
 def _child(args: list[str], env: Mapping[str, str], out: Path, log: Path) -> dict[str, Any]:
@@ -59,13 +65,19 @@ def summarize(soak: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_memory(
-    env: Mapping[str, str], *, requests: int, every: int, http_requests: int, log_dir: Path
+    env: Mapping[str, str],
+    *,
+    choices: dict[str, dict[str, str]],
+    requests: int,
+    every: int,
+    http_requests: int,
+    log_dir: Path,
 ) -> dict[str, Any]:
-    """Soak under each allocator: in-process, and `make run`'s server under 8 concurrent clients when
-    `http_requests`; then the big input both ways (under the first allocator)."""
+    """Soak under each allocator of `choices` (environment changes, see `allocators`): in-process, and
+    `make run`'s server under 8 concurrent clients when `http_requests`; then the big input both ways
+    (under the first allocator)."""
     results: dict[str, Any] = {"requests": requests, "http_requests": http_requests, "every": every}
     results.update(soak={}, http={}, big_input={})
-    choices = allocators()
     for name, change in choices.items():
         if http_requests:
             print(f"  memory soak over HTTP: {name}, {http_requests} requests", file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.memory import measure_memory
+from bench.memory import allocators, measure_memory
 from bench.memory import targets as memory_targets
 from bench.report import plot_throughput, table, targets
 
@@ -217,6 +217,7 @@ def main() -> None:
         default_model, other_model = PLAN["quick" if args.quick else "full"]["soak"]
         report["memory"] = measure_memory(
             child_environment(model_env),
+            choices=allocators(tuned=not model_env),  # the default model compares tuned glibc too
             requests=default_model if not model_env else other_model,
             http_requests=0 if model_env else default_model // 5,
             every=SOAK_EVERY,

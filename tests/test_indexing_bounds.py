@@ -81,20 +81,27 @@ def test_the_bomb_is_a_real_pdf() -> None:
     assert document.text == "Quarterly figures"
 
 
-def test_a_pdf_page_that_inflates_to_tens_of_megabytes_stops_at_the_decompression_limit() -> None:
-    data = bomb_pdf(b"BT /F1 12 Tf 72 700 Td (" + b" " * BOMB_SPACES + b") Tj ET")
-    assert len(data) < 30_000
+def refused_with_peak_memory(data: bytes, *, key: str) -> tuple[DocumentTooLargeError, int]:
+    """The `DocumentTooLargeError` that extracting `data` raises, and the peak of Python's allocations
+    (tracemalloc) meanwhile."""
     tracemalloc.start()
     try:
         with pytest.raises(DocumentTooLargeError) as caught:
-            extract_text(data, key="inbox/bomb.pdf")
+            extract_text(data, key=key)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    message = str(caught.value)
+    return caught.value, peak
+
+
+def test_a_pdf_page_that_inflates_to_tens_of_megabytes_stops_at_the_decompression_limit() -> None:
+    data = bomb_pdf(b"BT /F1 12 Tf 72 700 Td (" + b" " * BOMB_SPACES + b") Tj ET")
+    assert len(data) < 30_000
+    error, peak = refused_with_peak_memory(data, key="inbox/bomb.pdf")
+    message = str(error)
     assert "inbox/bomb.pdf" in message and "LimitReachedError" in message  # pypdf's inflate limit
     assert f"inflates past {MIN_STREAM_BYTES} bytes" in message
-    assert isinstance(caught.value, ObjectSkippedError)  # acknowledged like an object over the size cap
+    assert isinstance(error, ObjectSkippedError)  # acknowledged like an object over the size cap
     # Inflated up to the cap (4 MiB for the default MAX_DOCUMENT_CHARS; zlib's output buffer doubles
     # while it fills), never to the 24 MB the page holds.
     assert peak < 2.5 * MIN_STREAM_BYTES < BOMB_SPACES, peak
@@ -128,15 +135,8 @@ def test_a_form_drawn_hundreds_of_times_cannot_multiply_a_page_s_text() -> None:
     extraction stops inside the page once the budget is spent."""
     page = b"q " + b"/Fm1 Do " * 400 + b"Q"
     form = b"BT /F1 12 Tf 72 700 Td (" + b"a" * 100_000 + b") Tj ET"
-    data = bomb_pdf(page, form=form)
-    tracemalloc.start()
-    try:
-        with pytest.raises(DocumentTooLargeError) as caught:
-            extract_text(data, key="inbox/forms.pdf")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert "MAX_DOCUMENT_CHARS=2000000 characters of text by page 1 of 1" in str(caught.value)
+    error, peak = refused_with_peak_memory(bomb_pdf(page, form=form), key="inbox/forms.pdf")
+    assert "MAX_DOCUMENT_CHARS=2000000 characters of text by page 1 of 1" in str(error)
     assert peak < 20_000_000, peak  # the page's 40 M characters were never built
 
 
