@@ -217,3 +217,9 @@ def test_the_http_api_routes_are_the_app_routes_on_the_live_alias(handler_module
     assert "Auth" not in properties("HttpApi")  # the function checks the keys (ApiKeysSecretArn)
     # The HTTP API gives up after 30 s; a longer function timeout would only waste compute.
     assert number("ApiTimeout", "MaxValue") <= 30
+
+
+def test_the_request_deadline_and_token_budget_follow_the_api_timeout() -> None:
+    assert function_environment("ApiFunction")["REQUEST_TIMEOUT_SECONDS"] == {"Ref": "ApiTimeout"}
+    assert "REQUEST_TIMEOUT_SECONDS" not in function_environment("IndexingFunction")  # Lambda's deadline
+    assert number("ApiTimeout", "MaxValue") <= 30  # what the HTTP API waits for
