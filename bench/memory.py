@@ -51,7 +51,8 @@ def summarize(soak: dict[str, Any]) -> dict[str, Any]:
     end = readings[-1]
     summary = {
         "rss_start_mb": readings[0]["rss_mb"],
-        "rss_at_mb": {str(start["requests"]): start["rss_mb"], str(end["requests"]): end["rss_mb"]},
+        "rss_from": [start["requests"], start["rss_mb"]],  # [request number, MB]
+        "rss_end": [end["requests"], end["rss_mb"]],
         "growth_mb": round(end["rss_mb"] - start["rss_mb"], 1),
         "growth_from": start["requests"],
         "peak_mb": max(r["peak_mb"] for r in readings),
@@ -81,7 +82,10 @@ def measure_memory(
     for name, change in choices.items():
         if http_requests:
             print(f"  memory soak over HTTP: {name}, {http_requests} requests", file=sys.stderr, flush=True)
-            http = soak_http({**env, **change}, requests=http_requests, every=every, log=log_dir / "http.log")
+            http_every = max(1, min(every, http_requests // 4))
+            http = soak_http(
+                {**env, **change}, requests=http_requests, every=http_every, log=log_dir / "http.log"
+            )
             results["http"][name] = {
                 **summarize(http),
                 "statuses": http["statuses"],
@@ -130,7 +134,7 @@ def table(memory: dict[str, Any]) -> str:
     ]
     for kind, runs in (("in-process", memory["soak"]), ("HTTP, 8 clients", memory["http"])):
         for name, run in runs.items():
-            (at_start, rss_start), (at_end, rss_end) = run["rss_at_mb"].items()
+            (at_start, rss_start), (at_end, rss_end) = run["rss_from"], run["rss_end"]
             growth = f"{run['growth_mb']:+.0f} MB"
             if name == "jemalloc":
                 growth += f" {'✅' if run['growth_mb'] <= GROWTH_MAX_MB else '❌'} (≤ {GROWTH_MAX_MB:.0f})"
