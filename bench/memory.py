@@ -26,12 +26,12 @@ GROWTH_MAX_MB = 50.0
 GLIBC_TUNED = {"LD_PRELOAD": "", "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
-def allocators(*, tuned: bool) -> dict[str, dict[str, str]]:
-    """Environment changes per allocator: jemalloc when `make bench` found it (LD_PRELOAD), glibc as it
-    comes, and (when `tuned`) glibc with a fixed mmap threshold."""
-    preload = os.environ.get("LD_PRELOAD", "")
-    chosen = {"jemalloc": {"LD_PRELOAD": preload}} if "jemalloc" in preload else {}
-    return {**chosen, "glibc": {"LD_PRELOAD": ""}, **({"glibc-tuned": GLIBC_TUNED} if tuned else {})}
+def allocators() -> dict[str, dict[str, str]]:
+    """Environment changes per allocator: jemalloc as `make bench` preloads it (LD_PRELOAD and
+    MALLOC_CONF, as the image and `make run` do), glibc as it comes, and tuned glibc."""
+    jemalloc = {name: os.environ.get(name, "") for name in ("LD_PRELOAD", "MALLOC_CONF")}
+    chosen = {"jemalloc": jemalloc} if "jemalloc" in jemalloc["LD_PRELOAD"] else {}
+    return {**chosen, "glibc": {"LD_PRELOAD": "", "MALLOC_CONF": ""}, "glibc-tuned": GLIBC_TUNED}
 
 
 def _child(args: list[str], env: Mapping[str, str], out: Path, log: Path) -> dict[str, Any]:
@@ -66,39 +66,31 @@ def summarize(soak: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_memory(
-    env: Mapping[str, str],
-    *,
-    choices: dict[str, dict[str, str]],
-    requests: int,
-    every: int,
-    http_requests: int,
-    log_dir: Path,
+    env: Mapping[str, str], *, soaks: dict[str, int], every: int, http_requests: int, log_dir: Path
 ) -> dict[str, Any]:
-    """Soak under each allocator of `choices` (environment changes, see `allocators`): in-process, and
-    `make run`'s server under 8 concurrent clients when `http_requests`; then the big input both ways
-    (under the first allocator)."""
-    results: dict[str, Any] = {"requests": requests, "http_requests": http_requests, "every": every}
+    """For each allocator named in `soaks` (see `allocators`; the ones not found here are left out):
+    `make run`'s server under 8 concurrent clients when `http_requests`, and the in-process soak of
+    `soaks[name]` requests; then the big input both ways, under the first allocator."""
+    found = allocators()
+    choices = {name: found[name] for name in soaks if name in found}
+    results: dict[str, Any] = {"http_requests": http_requests, "every": every}
     results.update(soak={}, http={}, big_input={})
     for name, change in choices.items():
         if http_requests:
             print(f"  memory soak over HTTP: {name}, {http_requests} requests", file=sys.stderr, flush=True)
             http_every = max(1, min(every, http_requests // 4))
-            http = soak_http(
-                {**env, **change}, requests=http_requests, every=http_every, log=log_dir / "http.log"
-            )
+            log = log_dir / "http.log"
+            http = soak_http({**env, **change}, requests=http_requests, every=http_every, log=log)
             results["http"][name] = {
                 **summarize(http),
-                "statuses": http["statuses"],
-                "readings": http["readings"],
+                **{key: http[key] for key in ("statuses", "readings")},
             }
     for name, change in choices.items():
-        print(f"  memory soak: {name}, {requests} requests", file=sys.stderr, flush=True)
-        arguments = ["--requests", str(requests), "--every", str(every)]
+        print(f"  memory soak: {name}, {soaks[name]} requests", file=sys.stderr, flush=True)
+        arguments = ["--requests", str(soaks[name]), "--every", str(every)]
         soak = _child(arguments, {**env, **change}, log_dir / f"soak-{name}.json", log_dir / "soak.log")
-        results["soak"][name] = {
-            **summarize(soak),
-            **{key: soak[key] for key in ("allocator", "statuses", "readings")},
-        }
+        kept = ("allocator", "requests", "texts", "statuses", "readings")
+        results["soak"][name] = {**summarize(soak), **{key: soak[key] for key in kept}}
     first = next(iter(choices.values()))
     for path in ("cut", "whole"):
         print(f"  memory: one 5.9 MB input, {path}", file=sys.stderr, flush=True)
@@ -120,12 +112,10 @@ def table(memory: dict[str, Any]) -> str:
     """The memory section of a model's report, in Markdown."""
     from bench.report import markdown_row
 
-    http = (
-        f", and {memory['http_requests']:,} to `make run`'s server from 8 clients" if memory["http"] else ""
-    )
+    http = f"; {memory['http_requests']:,} to `make run`'s server from 8 clients" if memory["http"] else ""
     lines = [
-        f"Memory soak: {memory['requests']:,} varied requests in-process through `lambda_handler`{http}; "
-        f"RSS every {memory['every']}; one process per allocator.",
+        f"Memory soak: varied requests in-process through `lambda_handler`{http}; RSS every "
+        f"{memory['every']}; one process per allocator, one after the other.",
         "",
         markdown_row(
             "Soak", "RSS at start", "RSS at request 1,000 → end", "Growth", "Peak", "Query probe", "Time"
@@ -144,7 +134,7 @@ def table(memory: dict[str, Any]) -> str:
                 probe = f"median {run['query_ms_median']:.1f} ms (first {first:.1f}, last {last:.1f})"
             lines.append(
                 markdown_row(
-                    f"{kind}, {name}",
+                    f"{kind}, {name}" + (f" ({run['requests']:,} requests)" if "requests" in run else ""),
                     f"{run['rss_start_mb']:.0f} MB",
                     f"{rss_start:.0f} MB (#{at_start}) → {rss_end:.0f} MB (#{at_end})",
                     growth,

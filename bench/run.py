@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.memory import allocators, measure_memory
+from bench.memory import measure_memory
 from bench.memory import targets as memory_targets
 from bench.report import plot_throughput, table, targets
 
@@ -41,8 +41,13 @@ PLAN: dict[str, dict[str, Any]] = {
         "throughput": {1: 40, 8: 20, 32: 10, 128: 5},
         "documents": 40,
         "indexing": 5,
-        # Memory soak requests: the default model, then any other (slower) model, for its peak RSS.
-        "soak": (10_000, 2_000),
+        # Memory soak requests by allocator: the default model (and make run's server: "http"), then
+        # any other (slower) model, for its peak RSS.
+        "soak": {
+            "default": {"jemalloc": 10_000, "glibc": 10_000, "glibc-tuned": 2_000},
+            "other": {"jemalloc": 2_000, "glibc": 1_000},
+            "http": 2_000,
+        },
     },
     "quick": {
         "boot": 2,
@@ -51,7 +56,7 @@ PLAN: dict[str, dict[str, Any]] = {
         "throughput": {1: 10, 8: 5, 32: 3, 128: 2},
         "documents": 10,
         "indexing": 2,
-        "soak": (1_000, 500),
+        "soak": {"default": {"jemalloc": 1_000, "glibc": 1_000}, "other": {"jemalloc": 500}, "http": 200},
     },
 }
 SOAK_EVERY = 500
@@ -214,12 +219,11 @@ def main() -> None:
             reports.append({"model": slug, "skipped": f"the measurement failed (exit {code}); see its log"})
             continue
         report = json.loads(out.read_text(encoding="utf-8"))
-        default_model, other_model = PLAN["quick" if args.quick else "full"]["soak"]
+        soak = PLAN["quick" if args.quick else "full"]["soak"]
         report["memory"] = measure_memory(
             child_environment(model_env),
-            choices=allocators(tuned=not model_env),  # the default model compares tuned glibc too
-            requests=default_model if not model_env else other_model,
-            http_requests=0 if model_env else default_model // 5,
+            soaks=soak["other" if model_env else "default"],
+            http_requests=0 if model_env else soak["http"],
             every=SOAK_EVERY,
             log_dir=out_logs(out),
         )

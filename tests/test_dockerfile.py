@@ -111,3 +111,6 @@ def test_jemalloc_is_installed_and_preloaded() -> None:
     assert re.search(r"dnf install -y jemalloc ", runtime)
     assert f"test -f {library}" in runtime  # the build fails if the package puts it elsewhere
     assert library.endswith("/libjemalloc.so.2")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    [make_conf] = re.findall(r"^MALLOC_CONF \?= (\S+)$", makefile, re.MULTILINE)
+    assert final_stage_env()["MALLOC_CONF"] == make_conf  # the same jemalloc as `make run`

@@ -7,14 +7,15 @@ from pathlib import Path
 
 
 def allocator() -> str:
-    """ "jemalloc" when preloaded (the image and `make run` do: glibc's malloc fragments under varied
-    traffic and the resident size keeps growing), else "glibc"."""
+    """ "jemalloc (<its MALLOC_CONF>)" when preloaded, as the image and `make run` do (glibc's malloc
+    fragments under varied traffic and the resident size keeps growing); else "glibc"."""
     try:
         maps = Path("/proc/self/maps").read_text(encoding="utf-8")
     except OSError:
         return "unknown"
     if "libjemalloc" in maps:
-        return "jemalloc"
+        conf = os.environ.get("MALLOC_CONF", "")
+        return f"jemalloc ({conf})" if conf else "jemalloc"
     tuned = sorted(name for name in os.environ if name.startswith("MALLOC_") and name.endswith("_"))
     return "glibc" + (f" ({', '.join(tuned)})" if tuned else "")
 
