@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from embedding_engine.errors import AuthenticationError, SettingsError
+from embedding_engine.errors import AuthenticationError, SettingsError, json_type
 from embedding_engine.secrets import read_secret
 from embedding_engine.settings import Settings
 
@@ -83,14 +83,7 @@ def keys_from_secret(secret: str) -> list[str]:
     for index, value in enumerate(values):
         if not isinstance(value, str):
             raise SettingsError(
-                f"Key {index} in the API-key secret is {_json_name(value)}, not a string: keys are "
+                f"Key {index} in the API-key secret is {json_type(value)}, not a string: keys are "
                 f"non-empty strings. Store {SECRET_FORMATS}."
             )
     return [value.strip() for value in values if value.strip()]
-
-
-def _json_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", int: "a number", float: "a number", dict: "an object", list: "an array"}
-    return names.get(type(value), type(value).__name__)

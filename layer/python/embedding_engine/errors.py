@@ -5,7 +5,17 @@ This module is the one place where an error meets its HTTP status; the app only 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+
+
+def json_type(value: Any) -> str:
+    """What JSON calls the type of a parsed value (null, an object, an array, a number...): messages
+    name types as the caller wrote them, never as Python does."""
+    if value is None:
+        return "null"
+    return next((name for kind, name in _JSON_TYPES.items() if isinstance(value, kind)), "a number")
 
 
 class ServiceError(Exception):

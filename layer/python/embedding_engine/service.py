@@ -15,6 +15,7 @@ from embedding_engine.errors import (
     InvalidInputError,
     PayloadTooLargeError,
     SchemaError,
+    json_type,
 )
 from embedding_engine.limits import response_bytes
 from embedding_engine.observability import metrics
@@ -24,7 +25,6 @@ RESPONSE_ADVICE = (
     "Ask for encoding_format='base64' (about 2.5x smaller than float), fewer inputs per request, "
     "or fewer dimensions."
 )
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number"}
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,6 @@ def texts_from(value: Any, param: str) -> list[str]:
     raise SchemaError(
         f"`{param}` must be a string or an array of strings, not {json_type(value)}.", param=param
     )
-
-
-def json_type(value: Any) -> str:
-    """What JSON calls the type of a parsed value: null, an object, an array, a number..."""
-    if value is None:
-        return "null"
-    return next((name for kind, name in _JSON_TYPES.items() if isinstance(value, kind)), "a number")
 
 
 def _is_token_ids(item: Any) -> bool:

@@ -10,8 +10,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from embedding_engine.errors import MalformedRequestError, PayloadTooLargeError, SchemaError, ServiceError
-from embedding_engine.service import json_type, response_too_large
+from embedding_engine.errors import (
+    MalformedRequestError,
+    PayloadTooLargeError,
+    SchemaError,
+    ServiceError,
+    json_type,
+)
+from embedding_engine.service import response_too_large
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from embedding_engine.service import json_type
+from embedding_engine.errors import json_type
 
 _MISSING = object()
 LONE_SURROGATE = "is not valid text: it holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape)"
