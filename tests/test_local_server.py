@@ -35,8 +35,11 @@ def free_port() -> int:
 def make_run_command(port: int, pgdata: Path) -> tuple[dict[str, str], list[str]]:
     """What `make run` runs (`make -n`: the Makefile's own variables, jemalloc's LD_PRELOAD included):
     its environment assignments, and its command with the given port and database folder."""
-    arguments = ["make", "-n", "run", "HOST=127.0.0.1", f"PORT={port}"]
-    printed = subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    arguments = ["make", "--no-print-directory", "-n", "run", "HOST=127.0.0.1", f"PORT={port}"]
+    # Under `make test` this is a sub-make: without MAKEFLAGS/MAKELEVEL it prints what a user's would.
+    parent_make = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+    env = {name: value for name, value in os.environ.items() if name not in parent_make}
+    printed = subprocess.run(arguments, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     words = shlex.split(printed.strip().splitlines()[-1])
     assignments = dict(word.split("=", 1) for word in itertools.takewhile(lambda word: "=" in word, words))
     command = words[len(assignments) :]
