@@ -30,7 +30,7 @@ class Settings:
     strict_model: bool = False
     max_inputs: int = 2048
     # Tokens per request; None: derived at init from the model's measured throughput and
-    # `request_timeout_seconds` (see `budget.py`), at most OpenAI's 300,000.
+    # `request_timeout_seconds` (see `limits.py`), at most OpenAI's 300,000.
     max_total_tokens: int | None = None
     # How long one synchronous request may take: API Gateway answers 504 after 29-30 s. Work that
     # cannot finish in time (or before the Lambda deadline, if sooner) is refused with a 503.
