@@ -1,6 +1,8 @@
 """`make bench`'s memory section, side by side in one run: the soak (bench/soak.py) under jemalloc (what
-the image and `make run` preload) and under glibc's malloc (what they used before), each in its own
-process; and one 5.9 MB input, cut before tokenizing (the handler) against tokenized whole (the old path).
+the image and `make run` preload), under glibc's malloc (what they used before) and tuned glibc, each
+in its own process pinned to its own CPU, as many at a time as there are CPUs; `make run`'s server
+under 8 concurrent clients; and one 5.9 MB input, cut before tokenizing (the handler) against
+tokenized whole (the old path).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.soak_http import soak_http
 
@@ -34,14 +37,36 @@ def allocators() -> dict[str, dict[str, str]]:
     return {**chosen, "glibc": {"LD_PRELOAD": "", "MALLOC_CONF": ""}, "glibc-tuned": GLIBC_TUNED}
 
 
-def _child(args: list[str], env: Mapping[str, str], out: Path, log: Path) -> dict[str, Any]:
+class Child(NamedTuple):
+    """A running `bench.soak` process and where its result and log go."""
+
+    process: subprocess.Popen[bytes]
+    out: Path
+    log: Path
+
+    def result(self) -> dict[str, Any]:
+        """Its JSON, once it exits; a RuntimeError naming the log if it failed."""
+        code = self.process.wait()
+        if code != 0:
+            raise RuntimeError(f"bench.soak failed ({code}) for {self.out.name}; see {self.log}")
+        result: dict[str, Any] = json.loads(self.out.read_text(encoding="utf-8"))
+        return result
+
+
+def _start(args: list[str], env: Mapping[str, str], out: Path, log: Path, *, cpu: int | None = None) -> Child:
+    """`bench.soak` with `args` in its own process (pinned to `cpu` when given), writing `out`."""
+    command = [sys.executable, "-m", "bench.soak", *args, "--out", str(out)]
+    pin = None if cpu is None else partial(os.sched_setaffinity, 0, {cpu})
     with log.open("ab") as sink:
-        command = [sys.executable, "-m", "bench.soak", *args, "--out", str(out)]
-        code = subprocess.run(command, cwd=REPO, env=dict(env), stdout=sink, stderr=sink).returncode
-    if code != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({code}); see {log}")
-    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return result
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=dict(env),
+            stdout=sink,
+            stderr=sink,
+            preexec_fn=pin,
+        )
+    return Child(process, out, log)
 
 
 def summarize(soak: dict[str, Any]) -> dict[str, Any]:
@@ -85,19 +110,29 @@ def measure_memory(
                 **summarize(http),
                 **{key: http[key] for key in ("statuses", "readings")},
             }
-    for name, change in choices.items():
-        print(f"  memory soak: {name}, {soaks[name]} requests", file=sys.stderr, flush=True)
-        arguments = ["--requests", str(soaks[name]), "--every", str(every)]
-        soak = _child(arguments, {**env, **change}, log_dir / f"soak-{name}.json", log_dir / "soak.log")
-        kept = ("allocator", "requests", "texts", "statuses", "readings")
-        results["soak"][name] = {**summarize(soak), **{key: soak[key] for key in kept}}
+    # Side by side: as many soaks at once as there are CPUs, each pinned to its own (one vCPU, as a
+    # 1,769 MB function has), so the allocators meet the same machine at the same moments.
+    cpus = sorted(os.sched_getaffinity(0))
+    names = list(choices)
+    for wave in (names[first : first + len(cpus)] for first in range(0, len(names), len(cpus))):
+        children = {}
+        for cpu, name in zip(cpus, wave, strict=False):
+            print(f"  memory soak: {name}, {soaks[name]} requests, CPU {cpu}", file=sys.stderr, flush=True)
+            arguments = ["--requests", str(soaks[name]), "--every", str(every)]
+            change = {**env, **choices[name]}
+            out, log = log_dir / f"soak-{name}.json", log_dir / f"soak-{name}.log"
+            children[name] = _start(arguments, change, out, log, cpu=cpu)
+        for name, child in children.items():
+            soak = child.result()
+            kept = ("allocator", "requests", "texts", "statuses", "readings")
+            results["soak"][name] = {**summarize(soak), **{key: soak[key] for key in kept}}
     first = next(iter(choices.values()))
     for path in ("cut", "whole"):
         print(f"  memory: one 5.9 MB input, {path}", file=sys.stderr, flush=True)
         out = log_dir / f"big-input-{path}.json"
-        results["big_input"][path] = _child(
-            ["--big-input", path], {**env, **first}, out, log_dir / "soak.log"
-        )
+        results["big_input"][path] = _start(
+            ["--big-input", path], {**env, **first}, out, log_dir / "big.log"
+        ).result()
     return results
 
 
@@ -115,7 +150,7 @@ def table(memory: dict[str, Any]) -> str:
     http = f"; {memory['http_requests']:,} to `make run`'s server from 8 clients" if memory["http"] else ""
     lines = [
         f"Memory soak: varied requests in-process through `lambda_handler`{http}; RSS every "
-        f"{memory['every']}; one process per allocator, one after the other.",
+        f"{memory['every']}; one process per allocator, side by side, each pinned to its own CPU.",
         "",
         markdown_row(
             "Soak", "RSS at start", "RSS at request 1,000 → end", "Growth", "Peak", "Query probe", "Time"
