@@ -15,10 +15,9 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from embedding_engine.errors import ModelLoadError
+from embedding_engine.errors import ModelCheckError, ModelLoadError
 from embedding_engine.model_loader import (
     DEFAULT_STRATEGIES,
-    ModelCheckError,
     load_model,
     reload_clean_on_cpu,
     verify_model,

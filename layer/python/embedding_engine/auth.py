@@ -38,10 +38,6 @@ class ApiKeys:
             )
         return cls(keys)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._keys)
-
     def check(self, authorization: str | None) -> None:
         """Raise `AuthenticationError` unless the header carries one of the keys."""
         if not self._keys:

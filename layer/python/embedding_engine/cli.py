@@ -13,7 +13,7 @@ from pathlib import Path
 from embedding_engine.api.search import SearchRequest, search
 from embedding_engine.deadline import Deadline
 from embedding_engine.engine import Engine
-from embedding_engine.errors import DocumentError
+from embedding_engine.errors import DocumentError, StoreUnavailableError
 from embedding_engine.indexing.documents import SUPPORTED_EXTENSIONS
 from embedding_engine.indexing.pipeline import Indexer
 from embedding_engine.local_db import start_local_postgres
@@ -37,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = replace(settings, database_url=start_local_postgres(args.pgdata))
     engine = Engine.start(settings, init_started=time.perf_counter())
     if args.command == "index":
-        assert engine.indexer is not None
+        if engine.indexer is None:  # the store was configured above, so the engine built an indexer
+            raise StoreUnavailableError("No indexer: the document store did not open.")
         return index_paths(engine.indexer, args.paths)
     request = SearchRequest(query=args.query, k=args.k, source_prefix=args.source_prefix)
     hits = search(request, engine.embedder, engine.store, deadline=Deadline.never())["hits"]

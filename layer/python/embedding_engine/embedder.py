@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from embedding_engine.deadline import Deadline
 from embedding_engine.errors import DeadlineExceededError
+from embedding_engine.tokens import tokenize
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -84,15 +85,7 @@ class Embedder:
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text, special tokens included, before any truncation (tokenizes all of it)."""
-        encoded = self._tokenizer(
-            list(texts),
-            add_special_tokens=True,
-            truncation=False,
-            verbose=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return [len(ids) for ids in encoded["input_ids"]]
+        return list(tokenize(self._tokenizer, texts, special=True))
 
     def read(self, texts: Sequence[str]) -> ReadTexts:
         """Cut each text to what the model can read, then count its tokens. The tokenizer never sees

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from embedding_engine.clock import elapsed_ms
 from embedding_engine.embedder import Embedder
 from embedding_engine.errors import StoreUnavailableError
 from embedding_engine.limits import default_max_total_tokens
@@ -48,10 +49,8 @@ class ContainerState:
     def uptime_seconds(self) -> float:
         return round(time.perf_counter() - self.init_started, 3)
 
-    def record_invocation(self) -> bool:
-        """Count an invocation; True for this container's first one."""
+    def record_invocation(self) -> None:
         self.invocations += 1
-        return self.invocations == 1
 
 
 @dataclass
@@ -74,12 +73,12 @@ class Engine:
         loaded = load_model(settings.model_source, threads=settings.torch_threads)
         report = loaded.report
         timings = dict(report.timings_ms)
-        timings["imports"] = round(timings["imports"] + _elapsed_ms(init_started, before_load), 1)
+        timings["imports"] = round(timings["imports"] + elapsed_ms(init_started, before_load), 1)
         embedder = Embedder(loaded.model, model_id=settings.model_id, batch_size=settings.encode_batch_size)
         before_throughput = time.perf_counter()
         # A batch of passages of the length real requests carry, timed once the model is warm.
         tokens_per_second = embedder.measure_throughput([WARMUP_TEXTS[-1]] * 2)
-        timings["throughput"] = _elapsed_ms(before_throughput)
+        timings["throughput"] = elapsed_ms(before_throughput)
         max_total_tokens = settings.max_total_tokens or default_max_total_tokens(
             tokens_per_second, settings.request_timeout_seconds
         )
@@ -99,8 +98,8 @@ class Engine:
                 max_chars=settings.max_document_chars,
                 max_chunks=settings.max_document_chunks,
             )
-            timings["store"] = _elapsed_ms(before_store)
-        timings["total"] = _elapsed_ms(init_started)
+            timings["store"] = elapsed_ms(before_store)
+        timings["total"] = elapsed_ms(init_started)
         state = ContainerState(init_started=init_started, initialization_type=settings.initialization_type)
         return cls(
             settings=settings,
@@ -123,8 +122,8 @@ class Engine:
         for name, step in steps.items():
             started = time.perf_counter()
             step()
-            self.timings_ms[name] = _elapsed_ms(started)
-        self.timings_ms["total"] = _elapsed_ms(self.state.init_started)
+            self.timings_ms[name] = elapsed_ms(started)
+        self.timings_ms["total"] = elapsed_ms(self.state.init_started)
         _publish_init_metrics(self.timings_ms, self.load_report.strategy)
 
     def health(self) -> dict[str, Any]:
@@ -167,11 +166,6 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     except StoreUnavailableError:
         logger.warning("document store unreachable during init; it will reconnect on first use")
     return store
-
-
-def _elapsed_ms(started: float, until: float | None = None) -> float:
-    """Milliseconds from `started` (a `time.perf_counter()` value) to `until`, or to now."""
-    return round(((until if until is not None else time.perf_counter()) - started) * 1000, 1)
 
 
 def _publish_init_metrics(timings: dict[str, float], strategy: str) -> None:

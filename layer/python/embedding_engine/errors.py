@@ -95,9 +95,19 @@ class ServiceUnavailableError(ServiceError):
 class StoreUnavailableError(ServiceUnavailableError):
     """The document store is not configured, or cannot be reached right now."""
 
+    @classmethod
+    def not_configured(cls, *, otherwise: str) -> StoreUnavailableError:
+        """For work that needs the document store when none is configured."""
+        return cls(f"No document store is configured: set DATABASE_URL or DATABASE_SECRET_ARN, {otherwise}.")
+
 
 class DeadlineExceededError(ServiceUnavailableError):
     """The work left cannot finish before the invocation's deadline: stopped before being killed."""
+
+
+class ModelCheckError(Exception):
+    """A loaded model failed its self-check (meta tensors, wrong dimension, non-finite output): the
+    loader tries its next strategy."""
 
 
 class SettingsError(Exception):

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
-from embedding_engine.errors import ModelLoadError
+from embedding_engine.clock import elapsed_ms
+from embedding_engine.errors import ModelCheckError, ModelLoadError
 from embedding_engine.observability import logger
 
 if TYPE_CHECKING:
@@ -34,10 +35,6 @@ WARMUP_TEXTS = (
 )
 
 LoadStrategy = Callable[[str], "SentenceTransformer"]
-
-
-class ModelCheckError(Exception):
-    """A loaded model failed its self-check (meta tensors, wrong dimension, non-finite output)."""
 
 
 @dataclass(frozen=True)
@@ -166,9 +163,9 @@ def load_model(
                 strategy=name,
                 failed_attempts=tuple(failures),
                 timings_ms={
-                    "imports": _ms(imported - started),
-                    "load": _ms(loaded - imported),
-                    "warmup": _ms(warmed - loaded),
+                    "imports": elapsed_ms(started, imported),
+                    "load": elapsed_ms(imported, loaded),
+                    "warmup": elapsed_ms(loaded, warmed),
                 },
             )
             logger.info(
@@ -187,7 +184,3 @@ def load_model(
 def _summarize(exc: BaseException) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first_line[:300]}"
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)

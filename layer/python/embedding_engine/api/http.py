@@ -69,12 +69,12 @@ def parse(model: type[ModelT], payload: dict[str, Any]) -> ModelT:
         raise SchemaError(f"Invalid `{field}`: {message}{more}.", param=field) from None
 
 
-def json_response(content: Any, *, max_bytes: int, status_code: int = 200) -> Response:
+def json_response(content: Any, *, max_bytes: int) -> Response:
     """Serialise with orjson (numpy arrays natively); refuse what a Lambda response cannot carry."""
     body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
     if len(body) > max_bytes:
         raise response_too_large(len(body), max_bytes)
-    return Response(body, status_code=status_code, media_type="application/json")
+    return Response(body, media_type="application/json")
 
 
 def error_response(error: ServiceError, dialect: Dialect) -> Response:

@@ -37,10 +37,7 @@ def search(
         # PostgreSQL text cannot hold NUL, so no source can start with it.
         raise InvalidInputError("`source_prefix` must not contain NUL characters.", param="source_prefix")
     if store is None:
-        raise StoreUnavailableError(
-            "No document store is configured: set DATABASE_URL or DATABASE_SECRET_ARN "
-            "(`make run` starts a local PostgreSQL)."
-        )
+        raise StoreUnavailableError.not_configured(otherwise="or use `make run` (a local PostgreSQL)")
     read = embedder.read([request.query])
     check_readable(read, embedder, "query")
     [vector] = embedder.embed(read.texts, tokens=read.tokens, deadline=deadline)

@@ -116,10 +116,7 @@ class DocumentRecords:
 
     def _indexer(self) -> Indexer:
         if self.indexer is None:
-            raise StoreUnavailableError(
-                "S3/SQS records arrived but no document store is configured: set DATABASE_URL or "
-                "DATABASE_SECRET_ARN, or detach the trigger."
-            )
+            raise StoreUnavailableError.not_configured(otherwise="or detach the S3/SQS trigger")
         return self.indexer
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from embedding_engine.clock import elapsed_ms
 from embedding_engine.engine import Engine
 from embedding_engine.events.warmup_fanout import FanOut, hold_ms, requested_concurrency
 from embedding_engine.observability import metrics
@@ -49,7 +50,7 @@ class WarmupPing:
             "initialization_type": state.initialization_type,
             "uptime_seconds": state.uptime_seconds,
             "invocations": state.invocations,
-            "encode_ms": round((time.perf_counter() - started) * 1000, 2),
+            "encode_ms": elapsed_ms(started, digits=2),
         }
         if not isinstance(event, dict) or event.get("warmup") is not True:
             return reply

@@ -19,18 +19,20 @@ MAX_HOLD_MS = 5000
 
 def requested_concurrency(event: dict[str, Any]) -> int:
     """The `concurrency` a ping asks for, clamped to 1..MAX_WARMUP_CONCURRENCY (1 when absent)."""
-    value = event.get("concurrency", 1)
-    if isinstance(value, bool) or not isinstance(value, int):
-        logger.warning("warm-up concurrency ignored: not an integer", extra={"concurrency": str(value)[:20]})
-        return 1
-    return max(1, min(value, MAX_WARMUP_CONCURRENCY))
+    return _bounded_integer(event, "concurrency", default=1, low=1, high=MAX_WARMUP_CONCURRENCY)
 
 
 def hold_ms(event: dict[str, Any]) -> int:
-    value = event.get("hold_ms", DEFAULT_HOLD_MS)
+    """How long each fanned-out ping holds its container, clamped to 0..MAX_HOLD_MS."""
+    return _bounded_integer(event, "hold_ms", default=DEFAULT_HOLD_MS, low=0, high=MAX_HOLD_MS)
+
+
+def _bounded_integer(event: dict[str, Any], name: str, *, default: int, low: int, high: int) -> int:
+    value = event.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        return DEFAULT_HOLD_MS
-    return max(0, min(value, MAX_HOLD_MS))
+        logger.warning(f"warm-up {name} ignored: not an integer", extra={name: str(value)[:20]})
+        return default
+    return max(low, min(value, high))
 
 
 class FanOut:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, NamedTuple
 
+from embedding_engine.tokens import tokenize
+
 # A blank line (it may hold spaces) ends a paragraph.
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*")
 # A sentence ends after . ! ? (and closing quotes or brackets) before whitespace, after CJK
@@ -17,8 +19,6 @@ _SENTENCE_END = re.compile(
     r"|[\u3002\uff01\uff1f]+[\u201d\u2019\u300d\u300f\uff09]*"  # the CJK full stop, ! and ?
     r"|\n"
 )
-# Texts per tokenizer call: batched, yet peak memory stays bounded on large documents.
-_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def chunk_text(text: str, tokenizer: Any, *, max_tokens: int, overlap_tokens: in
             f"(max_tokens {max_tokens} minus {special} special tokens), got {overlap_tokens}"
         )
     sentences = list(_sentences(text))
-    counts = _encode(tokenizer, [text[s:e] for s, e, _ in sentences], special=False, offsets=False)
+    counts = tokenize(tokenizer, [text[s:e] for s, e, _ in sentences], special=False, offsets=False)
     atoms = [_Atom(s, e, n, paragraph) for (s, e, paragraph), n in zip(sentences, counts, strict=True)]
     atoms = _cut_long(text, atoms, tokenizer, budget)
     fitted = _fit(text, atoms, tokenizer, max_tokens, budget, overlap_tokens)
@@ -85,24 +85,6 @@ def _sentences(text: str) -> Iterator[tuple[int, int, int]]:
             start = cut
 
 
-def _encode(tokenizer: Any, texts: Sequence[str], *, special: bool, offsets: bool) -> Iterator[Any]:
-    """Per text: its token count, or its token offsets when `offsets` (batched tokenizer calls)."""
-    for first in range(0, len(texts), _BATCH):
-        encoded = tokenizer(
-            list(texts[first : first + _BATCH]),
-            add_special_tokens=special,
-            truncation=False,
-            return_offsets_mapping=offsets,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
-        if offsets:
-            yield from encoded["offset_mapping"]
-        else:
-            yield from (len(ids) for ids in encoded["input_ids"])
-
-
 def _words(offsets: Sequence[tuple[int, int]]) -> list[list[tuple[int, int]]]:
     """Token offsets grouped into words: runs of tokens with no gap between them."""
     words: list[list[tuple[int, int]]] = []
@@ -118,7 +100,7 @@ def _cut_long(text: str, atoms: Sequence[_Atom], tokenizer: Any, budget: int) ->
     """The atoms, with each one over `budget` replaced by its words (a word over `budget` by its
     tokens), cut at token offsets: a chunk edge inside a word would tokenize differently."""
     long = [atom for atom in atoms if atom.tokens > budget]
-    encoded = _encode(tokenizer, [text[a.start : a.end] for a in long], special=False, offsets=True)
+    encoded = tokenize(tokenizer, [text[a.start : a.end] for a in long], special=False, offsets=True)
     result: list[_Atom] = []
     for atom in atoms:
         if atom.tokens <= budget:
@@ -180,7 +162,7 @@ def _fit(
     budget smaller by the excess, or cut in two once that is below one token, until every piece fits."""
     groups = _pack(atoms, budget, overlap)
     spans = [_strip(text, atoms[first].start, atoms[end - 1].end) for first, end in groups]
-    counts = _encode(tokenizer, [text[s:e] for s, e in spans], special=True, offsets=False)
+    counts = tokenize(tokenizer, [text[s:e] for s, e in spans], special=True, offsets=False)
     fitted: list[tuple[int, int, int]] = []
     for (first, end), (start, stop), count in zip(groups, spans, counts, strict=True):
         if start >= stop:

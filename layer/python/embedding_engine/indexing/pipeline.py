@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 from aws_lambda_powertools.metrics import MetricUnit
 
+from embedding_engine.clock import elapsed_ms
 from embedding_engine.deadline import Deadline
 from embedding_engine.embedder import Embedder, Vectors
 from embedding_engine.errors import DocumentError, DocumentTooLargeError, ObjectSkippedError
@@ -130,7 +131,7 @@ class Indexer:
             metrics.add_metric(
                 name="DocumentIndexMs",
                 unit=MetricUnit.Milliseconds,
-                value=(time.perf_counter() - started) * 1000,
+                value=elapsed_ms(started),
             )
         return self._done(outcome)
 

@@ -57,7 +57,8 @@ def ensure_schema(connection: psycopg.Connection[Any], *, model_id: str, dimensi
             "SELECT s.model_id, s.dimensions, a.atttypmod FROM index_settings s, pg_attribute a"
             " WHERE a.attrelid = 'chunks'::regclass AND a.attname = 'embedding'"
         ).fetchone()
-    assert row is not None
+    if row is None:
+        raise StoreMismatchError("The database has no `chunks.embedding` column after creating the schema.")
     stored_model, stored_dimensions, column_dimensions = row
     if (stored_model, stored_dimensions, column_dimensions) != (model_id, dimensions, dimensions):
         raise StoreMismatchError(
