@@ -33,7 +33,7 @@ PSEUDO = {
 }
 
 
-class CloudFormationLoader(yaml.SafeLoader):
+class CloudFormationLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     """YAML with CloudFormation's short tags: `!Ref X` -> {"Ref": X}, `!Sub s` -> {"Fn::Sub": s}..."""
 
 

@@ -17,7 +17,8 @@ EVENTS_DIR = Path(__file__).parent / "events"
 
 @cache
 def _event_file(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    event: dict[str, Any] = json.loads((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    return event
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -47,4 +48,5 @@ def cosine_rows(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     left = np.asarray(a, dtype=np.float64)
     right = np.asarray(b, dtype=np.float64)
     dots = (left * right).sum(axis=1)
-    return dots / (np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1))
+    cosines: npt.NDArray[np.float64] = dots / (np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1))
+    return cosines

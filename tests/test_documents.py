@@ -21,13 +21,8 @@ from embedding_engine.errors import (
     NotTextDocumentError,
     UnsupportedDocumentError,
 )
-from embedding_engine.indexing.documents import (
-    SUPPORTED_EXTENSIONS,
-    decode_text,
-    detect_kind,
-    extract_text,
-)
-from embedding_engine.indexing.text_decoding import unprintable_ratio
+from embedding_engine.indexing.documents import SUPPORTED_EXTENSIONS, detect_kind, extract_text
+from embedding_engine.indexing.text_decoding import decode_text, unprintable_ratio
 
 SECRET = "Confidential merger plans for Zephyr Corp"
 

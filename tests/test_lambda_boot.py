@@ -63,7 +63,7 @@ def lambda_process(log_path: Path, **env_overrides: str) -> Iterator[LambdaProce
         process = subprocess.Popen(
             [sys.executable, "-m", "awslambdaric", HANDLER],
             cwd=FUNCTION_DIR,
-            env=lambda_environment(api.address, handler=HANDLER, **env_overrides),
+            env={**lambda_environment(api.address, handler=HANDLER), **env_overrides},
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,

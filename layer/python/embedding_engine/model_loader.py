@@ -132,7 +132,7 @@ def load_model(
         import sentence_transformers  # noqa: F401  (timed: the import is a large share of init)
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # no tqdm bars in CloudWatch
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no tqdm bars in CloudWatch
         if threads is not None:
             import torch
 
