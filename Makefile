@@ -15,9 +15,12 @@ JEMALLOC ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
 MALLOC_CONF ?= dirty_decay_ms:-1,muzzy_decay_ms:-1
 PRELOAD := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=$(MALLOC_CONF))
 
-.PHONY: install jemalloc run test lint typecheck clean bench
+.PHONY: help install jemalloc run test lint format typecheck clean bench
 
-install: $(VENV)/.installed
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+install: $(VENV)/.installed  ## the virtualenv in .venv (runtime, development and the layer package)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt layer/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,24 +28,28 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt layer/pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e layer
 	touch $@
 
-run: install jemalloc
+run: install jemalloc  ## serve the API on HOST:PORT (127.0.0.1:8080), with a local PostgreSQL unless DATABASE_URL is set
 	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true $(BIN)/python function/local_server.py --host $(HOST) --port $(PORT)
 
 jemalloc:
 	@$(if $(JEMALLOC),true,echo "warning: jemalloc not found, so memory grows under load: apt install libjemalloc2" >&2)
 
-lint: install
+lint: install  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: install
+format: install  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install  ## mypy --strict
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck  ## every check and every test (what CI runs)
 	$(BIN)/pytest
 
-clean:
+clean:  ## remove the virtualenv and tool caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-bench: install jemalloc
+bench: install jemalloc  ## measure speed and memory side by side; writes bench/results/ (hours)
 	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/python -m bench.run $(BENCH_ARGS)
