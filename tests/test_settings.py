@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from embedding_engine.errors import SettingsError
-from embedding_engine.settings import DEFAULT_MODEL_ID, Settings, bundled_model_path
+from embedding_engine.settings import DEFAULT_MODEL_ID, Settings, bundled_model_path, variables
 
 
 def test_defaults_serve_the_bundled_model() -> None:
@@ -68,3 +69,67 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.max_inputs = 1  # type: ignore[misc]
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+UNITS = {"KiB": 1024, "MiB": 1024 * 1024}
+
+
+def readme_settings() -> dict[str, str]:
+    """README's Settings table: each variable with its Default cell (a row may name several
+    variables, `A` / `B`, with as many defaults)."""
+    section = README.read_text(encoding="utf-8").split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3:
+            continue
+        names = re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0])
+        defaults = cells[1].split(" / ")
+        if len(defaults) != len(names):  # one default for them all ("unset")
+            defaults = [cells[1]] * len(names)
+        found.update(zip(names, defaults, strict=True))
+    return found
+
+
+class Prose(str):
+    """A README default in words: one derived at start-up (the CPUs, the model folder)."""
+
+
+# Defaults the code derives at start-up, which the README describes in words.
+DERIVED = {"MODEL_PATH", "MAX_TOTAL_TOKENS", "TORCH_NUM_THREADS"}
+
+
+def readme_value(cell: str) -> object:
+    """A README default as a value (`false`, `unset`, 2048, 6 MiB minus 16 KiB, `a/literal`), or
+    `Prose`."""
+    text = cell.split(" (")[0].strip()
+    if re.fullmatch(r"`[^`]+`", text):
+        text = text.strip("`")
+        return {"true": True, "false": False}.get(text, text)
+    if text == "unset":
+        return None
+    terms = re.fullmatch(r"([\d,.]+)(?: (KiB|MiB))?(?: \u2212 ([\d,.]+)(?: (KiB|MiB))?)?", text)
+    if terms is None:
+        return Prose(cell)
+    first, first_unit, second, second_unit = terms.groups()
+    value = float(first.replace(",", "")) * UNITS.get(first_unit or "", 1)
+    if second:
+        value -= float(second.replace(",", "")) * UNITS.get(second_unit or "", 1)
+    return int(value) if value == int(value) else value
+
+
+def test_the_readme_lists_every_setting_with_its_default() -> None:
+    documented = readme_settings()
+    code = variables()
+    internal = {"AWS_LAMBDA_INITIALIZATION_TYPE"}  # set by Lambda, not by the user
+    assert set(code) - internal - set(documented) == set(), "variables the README's Settings table lacks"
+    assert set(documented) - set(code) == set(), "README rows for variables the code does not read"
+    values = {name: readme_value(cell) for name, cell in documented.items()}
+    assert {name for name, value in values.items() if isinstance(value, Prose)} == DERIVED
+    for name, value in values.items():
+        if name not in DERIVED:
+            default = None if code[name] == () else code[name]  # no keys: unset
+            assert value == default, (
+                f"README says {name} defaults to {documented[name]}; the code: {code[name]!r}"
+            )

