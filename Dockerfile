@@ -37,7 +37,10 @@ ARG MODEL_ID=sentence-transformers/all-mpnet-base-v2
 COPY --from=deps /deps /var/lang/lib/python3.12/site-packages/
 COPY --from=model /opt/model /opt/model
 # The shared engine goes where Lambda puts layers; a .pth file keeps it importable in any case.
+# Development-only modules (`python -m embedding_engine`: the local server, the CLI, the local
+# PostgreSQL) stay out: nothing Lambda runs imports them (tests/test_dockerfile.py checks).
 COPY layer/python/ /opt/python/
+RUN cd /opt/python/embedding_engine && rm __main__.py cli.py serve.py local_db.py
 COPY function/ ${LAMBDA_TASK_ROOT}/
 # jemalloc serves malloc: with glibc's, a warm container's memory keeps growing under varied traffic
 # (heap fragmentation); with jemalloc it levels off. Freed pages are kept for reuse, not purged:

@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt layer/pyproject.toml
 	touch $@
 
 run: install jemalloc  ## serve the API on HOST:PORT (127.0.0.1:8080), with a local PostgreSQL unless DATABASE_URL is set
-	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true $(BIN)/python function/local_server.py --host $(HOST) --port $(PORT)
+	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true $(BIN)/python -m embedding_engine serve --host $(HOST) --port $(PORT)
 
 jemalloc:
 	@$(if $(JEMALLOC),true,echo "warning: jemalloc not found, so memory grows under load: apt install libjemalloc2" >&2)

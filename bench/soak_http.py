@@ -45,7 +45,7 @@ def soak_http(
     """Start the local server under `env`, send `requests` requests from `clients` threads."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "function/local_server.py", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "embedding_engine", "serve", "--host", "127.0.0.1", "--port", str(port)]
     # A DATABASE_URL that is never used: the soak calls the embedding routes only, and the local
     # server would otherwise start its own PostgreSQL.
     server_env = {

@@ -14,7 +14,7 @@ from typing import Any  # noqa: E402  (the imports below are part of the timed i
 
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 
-from app import create_app  # noqa: E402
+from embedding_engine.api.app import create_app  # noqa: E402
 from embedding_engine.engine import Engine  # noqa: E402
 from embedding_engine.events import EventRoute, dispatch  # noqa: E402
 from embedding_engine.events.http import HttpRequest  # noqa: E402

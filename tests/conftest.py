@@ -74,7 +74,7 @@ def make_client(engine: Any) -> Any:
     """A client for an app built on the warm engine with some settings changed."""
 
     def build(**overrides: Any) -> TestClient:
-        from app import create_app
+        from embedding_engine.api.app import create_app
 
         changed = replace(engine, settings=replace(engine.settings, **overrides))
         if "max_total_tokens" in overrides:  # Engine.start turned the setting into the engine's budget

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,26 @@ def test_jemalloc_is_installed_and_preloaded() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     [make_conf] = re.findall(r"^MALLOC_CONF \?= (\S+)$", makefile, re.MULTILINE)
     assert final_stage_env()["MALLOC_CONF"] == make_conf  # the same jemalloc as `make run`
+
+
+def test_the_development_modules_left_out_of_the_image_are_imported_by_nothing_it_keeps() -> None:
+    [removal] = [
+        args for args in instruction_args("RUN") if args.startswith("cd /opt/python/embedding_engine")
+    ]
+    left_out = {name.removesuffix(".py") for name in removal.split("rm ", 1)[1].split()}
+    assert left_out == {"__main__", "cli", "serve", "local_db"}
+    package = ROOT / "layer/python/embedding_engine"
+    assert all((package / f"{name}.py").is_file() for name in left_out)
+    kept = [path for path in package.rglob("*.py") if path.parent != package or path.stem not in left_out]
+    sources = [*kept, *(ROOT / "function").glob("*.py")]
+    for path in sources:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {
+            module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom | ast.Import)
+            for module in (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            )
+        }
+        assert not {f"embedding_engine.{name}" for name in left_out} & imported, path

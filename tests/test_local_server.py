@@ -43,7 +43,9 @@ def make_run_command(port: int, pgdata: Path) -> tuple[dict[str, str], list[str]
     words = shlex.split(printed.strip().splitlines()[-1])
     assignments = dict(word.split("=", 1) for word in itertools.takewhile(lambda word: "=" in word, words))
     command = words[len(assignments) :]
-    assert command[1:] == ["function/local_server.py", "--host", "127.0.0.1", "--port", str(port)], printed
+    assert command[1:] == ["-m", "embedding_engine", "serve", "--host", "127.0.0.1", "--port", str(port)], (
+        printed
+    )
     return assignments, [sys.executable, *command[1:], "--pgdata", str(pgdata)]
 
 

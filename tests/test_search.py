@@ -122,7 +122,7 @@ def test_invalid_requests_get_openai_shaped_errors(
 
 
 def test_without_a_document_store_search_is_a_clear_503(engine: Any) -> None:
-    from app import create_app
+    from embedding_engine.api.app import create_app
 
     with TestClient(create_app(replace(engine, indexer=None))) as storeless:
         response = storeless.post("/search", json={"query": "honey"})

@@ -1,5 +1,6 @@
-"""Local indexing and search without AWS: `python -m embedding_engine index PATH...` and
-`python -m embedding_engine search "query"`, against DATABASE_URL or the local .pgdata PostgreSQL."""
+"""Local indexing, search and serving without AWS: `python -m embedding_engine index PATH...`,
+`python -m embedding_engine search "query"` and `python -m embedding_engine serve` (`make run`),
+against DATABASE_URL or the local .pgdata PostgreSQL. Development only: not in the image."""
 
 from __future__ import annotations
 
@@ -23,19 +24,28 @@ from embedding_engine.settings import Settings
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m embedding_engine", description=__doc__)
     parser.add_argument("--pgdata", type=Path, default=Path(".pgdata"), help="local database folder")
+    common = argparse.ArgumentParser(add_help=False)  # --pgdata after the command works too
+    common.add_argument("--pgdata", type=Path, default=argparse.SUPPRESS, help="local database folder")
     commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("index", help="index files and folders (recursively)")
+    index = commands.add_parser("index", parents=[common], help="index files and folders (recursively)")
     index.add_argument("paths", nargs="+", type=Path)
-    find = commands.add_parser("search", help="print the chunks nearest to a query")
+    find = commands.add_parser("search", parents=[common], help="print the chunks nearest to a query")
     find.add_argument("query")
     find.add_argument("-k", type=int, default=5)
     find.add_argument("--source-prefix", default=None)
+    serving = commands.add_parser("serve", parents=[common], help="serve the HTTP API (`make run`)")
+    serving.add_argument("--host", default="127.0.0.1")
+    serving.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
     if not settings.store_configured:
         settings = replace(settings, database_url=start_local_postgres(args.pgdata))
     engine = Engine.start(settings, init_started=time.perf_counter())
+    if args.command == "serve":
+        from embedding_engine.serve import serve
+
+        return serve(engine, host=args.host, port=args.port)
     if args.command == "index":
         if engine.indexer is None:  # the store was configured above, so the engine built an indexer
             raise StoreUnavailableError("No indexer: the document store did not open.")

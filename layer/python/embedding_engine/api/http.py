@@ -29,9 +29,9 @@ class Dialect(Enum):
     TEI = "tei"
 
 
-def dialect_of(path: str) -> Dialect:
-    """TEI's error shape on /embed (with or without a trailing slash), OpenAI's everywhere else."""
-    return Dialect.TEI if path.rstrip("/") == "/embed" else Dialect.OPENAI
+# The ASGI scope key in which the event adapter tells the app a smaller response limit than Lambda's
+# (an ALB's 1 MB): the app knows nothing of Lambda events.
+RESPONSE_LIMIT_KEY = "embedding_engine.response_limit"
 
 
 async def read_json_object(request: Request, *, max_bytes: int) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from mangum.handlers import ALB, APIGateway, HTTPGateway
 from mangum.protocols import HTTPCycle
 from mangum.types import ASGI, LambdaHandler, Scope
 
-from embedding_engine.api.http import dialect_of, error_response
+from embedding_engine.api.http import RESPONSE_LIMIT_KEY, error_response
+from embedding_engine.api.routes import dialect_of
 from embedding_engine.errors import MalformedRequestError
 from embedding_engine.events import describe_event
 from embedding_engine.events.http_event import (
@@ -27,6 +28,7 @@ from embedding_engine.events.http_event import (
     without_nulls,
 )
 from embedding_engine.observability import logger, metrics
+from embedding_engine.settings import ALB_PAYLOAD_BYTES, RESPONSE_ENVELOPE_BYTES
 
 WARMUP_REQUEST: dict[str, Any] = {
     "version": "2.0",
@@ -78,7 +80,7 @@ class HttpRequest:
         handler_class = ALB if source is Source.ALB else HTTPGateway if "version" in event else APIGateway
         handler: LambdaHandler = handler_class(event, context, self.adapter.config)
         try:
-            return handler, handler.scope, body
+            scope = handler.scope
         except ValueError:  # the only one left once the fields are checked: int() of the port
             raise MalformedEventError(
                 "the `Host` or `X-Forwarded-Port` header does not hold a valid host and port"
@@ -86,6 +88,9 @@ class HttpRequest:
         except (KeyError, TypeError, AttributeError) as exc:  # a shape no check foresaw
             logger.warning("unforeseen http event shape", extra={"error": type(exc).__name__})
             raise MalformedEventError("a field is missing or has the wrong type") from None
+        if source is Source.ALB:  # an ALB takes at most 1 MB of response from a Lambda target
+            scope[RESPONSE_LIMIT_KEY] = ALB_PAYLOAD_BYTES - RESPONSE_ENVELOPE_BYTES
+        return handler, scope, body
 
     def warm_up(self) -> None:
         """One embeddings request through the whole HTTP path during init (Mangum, routing,
