@@ -30,7 +30,7 @@ def measure_budget(handler: Any) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     return {
         "max_total_tokens": budget,
-        "tokens_per_second_at_init": round(engine.health()["tokens_per_second"]),
+        "tokens_per_second_at_init": round(engine.embedder.throughput.tokens_per_second),
         "request_timeout_seconds": engine.settings.request_timeout_seconds,
         "request": {"inputs": len(texts), "tokens": tokens, "status": response["statusCode"]},
         "seconds": round(seconds, 2),

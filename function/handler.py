@@ -27,7 +27,11 @@ engine = Engine.start(Settings.from_env(), init_started=INIT_STARTED)
 app = create_app(engine)
 http = HttpRequest(app)
 # Order matters: pings and records are recognised before anything is handed to Mangum.
-routes: tuple[EventRoute, ...] = (WarmupPing(engine), DocumentRecords(engine.indexer), http)
+routes: tuple[EventRoute, ...] = (
+    WarmupPing(engine.embedder, engine.state),
+    DocumentRecords(engine.indexer),
+    http,
+)
 engine.finish_init(http_warmup=http.warm_up)
 
 

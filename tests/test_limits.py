@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from embedding_engine.embedder import Throughput
 from embedding_engine.engine import Engine
+from embedding_engine.health import health_report
 from embedding_engine.limits import OPENAI_MAX_TOTAL_TOKENS, default_max_total_tokens, response_bytes
 from helpers import FakeLambdaContext, load_event
 
@@ -61,7 +62,7 @@ def test_the_default_budget_follows_the_measured_throughput(engine: Any) -> None
     assert measured > 0
     assert started.max_total_tokens == default_max_total_tokens(measured, 12.0)
     assert 1000 <= started.max_total_tokens <= OPENAI_MAX_TOTAL_TOKENS
-    health = started.health()
+    health = health_report(started)
     assert (health["max_total_tokens"], health["request_timeout_seconds"]) == (started.max_total_tokens, 12.0)
 
 

@@ -86,7 +86,7 @@ def lambda_api(
 
 def ping(engine: Any, event: dict[str, Any]) -> dict[str, Any]:
     context = FakeLambdaContext(invoked_function_arn=ALIAS_ARN)
-    return WarmupPing(engine, FanOut())(event, context)
+    return WarmupPing(engine.embedder, engine.state, FanOut())(event, context)
 
 
 @pytest.mark.parametrize("lambda_api", [(3, 0)], indirect=True)

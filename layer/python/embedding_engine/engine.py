@@ -3,54 +3,23 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from typing import TYPE_CHECKING
 
 from embedding_engine.clock import elapsed_ms
+from embedding_engine.container import ContainerState
 from embedding_engine.embedder import Embedder
 from embedding_engine.errors import StoreUnavailableError
+from embedding_engine.health import publish_init
 from embedding_engine.limits import default_max_total_tokens
-from embedding_engine.memory import allocator, resident_mb
 from embedding_engine.model_loader import WARMUP_TEXTS, LoadReport, load_model
-from embedding_engine.observability import METRICS_NAMESPACE, SERVICE_NAME, logger
+from embedding_engine.observability import logger
 from embedding_engine.settings import Settings
 
 if TYPE_CHECKING:  # the indexing modules (psycopg, pypdf...) load only when a store is configured
     from embedding_engine.indexing.pipeline import Indexer
     from embedding_engine.indexing.store import ChunkStore
-
-
-@dataclass
-class ContainerState:
-    """What this container knows about its own life: when init began and how many calls it took."""
-
-    init_started: float
-    initialization_type: str | None
-    invocations: int = 0
-    # Tells containers apart in warm-up replies (Lambda exposes no container id).
-    container_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-    @property
-    def init_cold_start(self) -> bool:
-        """True when this container was started for a waiting request (Lambda's on-demand init),
-        not ahead of time (provisioned concurrency, SnapStart)."""
-        return self.initialization_type in (None, "on-demand")
-
-    @property
-    def cold_start(self) -> bool:
-        """True for the invocation that waited for init: the first one after an on-demand init."""
-        return self.invocations == 1 and self.init_cold_start
-
-    @property
-    def uptime_seconds(self) -> float:
-        return round(time.perf_counter() - self.init_started, 3)
-
-    def record_invocation(self) -> None:
-        self.invocations += 1
 
 
 @dataclass
@@ -124,32 +93,7 @@ class Engine:
             step()
             self.timings_ms[name] = elapsed_ms(started)
         self.timings_ms["total"] = elapsed_ms(self.state.init_started)
-        _publish_init_metrics(self.timings_ms, self.load_report.strategy)
-
-    def health(self) -> dict[str, Any]:
-        """What `/health` shows: the model, how it was loaded, and this container's state."""
-        report = self.load_report
-        return {
-            "status": "ok",
-            "model": self.embedder.model_id,
-            "dimensions": self.embedder.dimensions,
-            "max_sequence_length": self.embedder.max_seq_length,
-            "torch_threads": self.settings.torch_threads,
-            "max_total_tokens": self.max_total_tokens,
-            "tokens_per_second": round(self.embedder.throughput.tokens_per_second),
-            "request_timeout_seconds": self.settings.request_timeout_seconds,
-            "load_strategy": report.strategy,
-            "failed_strategies": [
-                {"strategy": attempt.strategy, "error": attempt.error} for attempt in report.failed_attempts
-            ],
-            "timings_ms": self.timings_ms,
-            "init_cold_start": self.state.init_cold_start,
-            "initialization_type": self.state.initialization_type,
-            "uptime_seconds": self.state.uptime_seconds,
-            "invocations": self.state.invocations,
-            "document_store": "configured" if self.store is not None else "not configured",
-            "memory": {"allocator": allocator(), **resident_mb()},
-        }
+        publish_init(self.timings_ms, self.load_report.strategy)
 
 
 def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
@@ -166,14 +110,3 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     except StoreUnavailableError:
         logger.warning("document store unreachable during init; it will reconnect on first use")
     return store
-
-
-def _publish_init_metrics(timings: dict[str, float], strategy: str) -> None:
-    memory = {"allocator": allocator(), **resident_mb()}
-    logger.info("init complete", extra={"timings_ms": timings, "load_strategy": strategy, "memory": memory})
-    init_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
-    init_metrics.add_dimension(name="load_strategy", value=strategy)
-    init_metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=timings["load"])
-    init_metrics.add_metric(name="WarmupMs", unit=MetricUnit.Milliseconds, value=timings["warmup"])
-    init_metrics.add_metric(name="InitMs", unit=MetricUnit.Milliseconds, value=timings["total"])
-    init_metrics.flush_metrics()

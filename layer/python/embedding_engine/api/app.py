@@ -34,6 +34,7 @@ from embedding_engine.errors import (
     RouteNotFoundError,
     ServiceError,
 )
+from embedding_engine.health import health_report
 from embedding_engine.observability import logger
 from embedding_engine.service import EmbeddingService
 from embedding_engine.settings import Settings
@@ -158,7 +159,7 @@ def search_chunks(engine: Engine, body: search.SearchRequest, limit: int, until:
 
 
 async def health(engine: Engine, request: Request) -> Response:
-    return json_response(engine.health(), max_bytes=engine.settings.max_response_bytes)
+    return json_response(health_report(engine), max_bytes=engine.settings.max_response_bytes)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

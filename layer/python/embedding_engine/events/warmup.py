@@ -8,7 +8,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from embedding_engine.clock import elapsed_ms
-from embedding_engine.engine import Engine
+from embedding_engine.container import ContainerState
+from embedding_engine.embedder import Embedder
 from embedding_engine.events.warmup_fanout import FanOut, hold_ms, requested_concurrency
 from embedding_engine.observability import metrics
 
@@ -29,8 +30,8 @@ def is_warmup_ping(event: Any) -> bool:
 
 
 class WarmupPing:
-    def __init__(self, engine: Engine, fan_out: FanOut | None = None) -> None:
-        self.engine = engine
+    def __init__(self, embedder: Embedder, state: ContainerState, fan_out: FanOut | None = None) -> None:
+        self.embedder, self.state = embedder, state
         self.fan_out = fan_out or FanOut()
 
     def infer(self, event: Any) -> bool:
@@ -38,12 +39,12 @@ class WarmupPing:
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         started = time.perf_counter()
-        self.engine.embedder.embed([PING_TEXT])
+        self.embedder.embed([PING_TEXT])
         metrics.add_metric(name="WarmupPings", unit=MetricUnit.Count, value=1)
-        state = self.engine.state
+        state = self.state
         reply: dict[str, Any] = {
             "warm": True,
-            "model": self.engine.embedder.model_id,
+            "model": self.embedder.model_id,
             "container_id": state.container_id,
             "first_invocation": state.invocations == 1,
             "cold_start": state.cold_start,
