@@ -25,7 +25,7 @@ install: $(VENV)/.installed  ## the virtualenv in .venv (runtime, development an
 $(VENV)/.installed: requirements.txt requirements-dev.txt layer/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e layer
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e 'layer[indexing,local]'
 	touch $@
 
 run: install jemalloc  ## serve the API on HOST:PORT (127.0.0.1:8080), with a local PostgreSQL unless DATABASE_URL is set
