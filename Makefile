@@ -15,7 +15,7 @@ JEMALLOC ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
 MALLOC_CONF ?= dirty_decay_ms:-1,muzzy_decay_ms:-1
 PRELOAD := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=$(MALLOC_CONF))
 
-.PHONY: help install jemalloc run test lint format typecheck clean bench
+.PHONY: help install jemalloc run test test-fast lint format typecheck clean bench
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -45,8 +45,11 @@ format: install  ## apply ruff's fixes and formatting
 typecheck: install  ## mypy --strict
 	$(BIN)/mypy
 
-test: lint typecheck  ## every check and every test (what CI runs)
-	$(BIN)/pytest
+test: lint typecheck  ## every check and every test, with coverage (what CI runs)
+	$(BIN)/pytest --cov --cov-report=term
+
+test-fast: install  ## the unit tier: the real model, no database, no AWS, no subprocess
+	$(BIN)/pytest -q -m unit
 
 clean:  ## remove the virtualenv and tool caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -82,3 +82,21 @@ def make_client(engine: Any) -> Any:
         return TestClient(create_app(changed))
 
     return build
+
+
+# Tiers, from what a test needs: `unit` (the real model, nothing else: `make test-fast`), or
+# `integration` (PostgreSQL, moto's AWS APIs, or a subprocess); `slow` ones boot processes.
+INTEGRATION_FIXTURES = frozenset({"database_url", "aws", "secrets_manager"})
+PROCESS_BOOTING_MODULES = frozenset({"test_lambda_boot", "test_local_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        if module in PROCESS_BOOTING_MODULES:
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.integration)
+        elif INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("integration") is None:
+            item.add_marker(pytest.mark.unit)

@@ -36,6 +36,7 @@ from embedding_engine.events.warmup import is_warmup_ping
 from embedding_engine.events.warmup_fanout import MAX_WARMUP_CONCURRENCY, requested_concurrency
 
 
+@pytest.mark.integration  # cfn-lint in a subprocess
 def test_cfn_lint_passes_with_no_findings() -> None:
     """Errors, warnings and informational findings: `make test` gates on a clean template."""
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
