@@ -52,7 +52,7 @@ test-fast: install  ## the unit tier: the real model, no database, no AWS, no su
 	$(BIN)/pytest -q -m unit
 
 clean:  ## remove the virtualenv and tool caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
 
 bench: install jemalloc  ## measure speed and memory side by side; writes bench/results/ (hours)
 	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/python -m bench.run $(BENCH_ARGS)
