@@ -18,16 +18,18 @@ ignore_patterns=['*.bin', '*.h5', '*.msgpack', '*.ot', '*.onnx', 'onnx/*', 'open
  && rm -rf /opt/model/.cache \
  && chmod -R a=rX /opt/model
 
-# --- Python dependencies: CPU-only torch, everything else pinned in requirements.txt -----------------
+# --- Python dependencies: CPU-only torch, then everything else from the hashed lock ----------------
 FROM ${BASE_IMAGE} AS deps
 ARG TARGETARCH
-COPY requirements.txt /tmp/requirements.txt
-# x86_64: the PyTorch CPU index's build (PyPI's x86_64 torch pulls GBs of CUDA libraries);
-# arm64: PyPI's aarch64 torch is already the CPU build.
-RUN if [ "${TARGETARCH}" = "arm64" ]; then torch="torch==2.13.0"; else torch="torch==2.13.0+cpu"; fi \
- && pip install --no-cache-dir --target /deps \
-      --extra-index-url https://download.pytorch.org/whl/cpu \
-      "${torch}" -r /tmp/requirements.txt \
+COPY requirements-torch.txt requirements.txt /tmp/
+# torch without its dependencies (the lock has them, with hashes): on x86_64 the PyTorch CPU index's
+# build (PyPI's x86_64 torch pulls GBs of CUDA libraries), on arm64 PyPI's, which is the CPU build.
+# Then the lock, every file checked against its hash (`make lock` writes it; CI checks it is current).
+RUN version="$(sed -n 's/^torch==//p' /tmp/requirements-torch.txt)" \
+ && if [ "${TARGETARCH}" = "arm64" ]; then torch="torch==${version}"; index=https://pypi.org/simple; \
+    else torch="torch==${version}+cpu"; index=https://download.pytorch.org/whl/cpu; fi \
+ && pip install --no-cache-dir --no-deps --target /deps --index-url "${index}" "${torch}" \
+ && pip install --no-cache-dir --no-deps --require-hashes --target /deps -r /tmp/requirements.txt \
  && find /deps -name '__pycache__' -prune -exec rm -rf {} + \
  && rm -rf /deps/bin
 

@@ -15,18 +15,38 @@ JEMALLOC ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
 MALLOC_CONF ?= dirty_decay_ms:-1,muzzy_decay_ms:-1
 PRELOAD := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=$(MALLOC_CONF))
 
-.PHONY: help install jemalloc run test test-fast lint format typecheck clean bench
+.PHONY: help install lock lock-check jemalloc run test test-fast lint format typecheck clean bench
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
 
 install: $(VENV)/.installed  ## the virtualenv in .venv (runtime, development and the layer package)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt layer/pyproject.toml
+$(VENV)/.installed: requirements-torch.txt requirements.txt requirements-dev.txt layer/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e 'layer[indexing,local]'
 	touch $@
+
+# The hashed lock of layer/pyproject.toml (its dependencies and [indexing]) for every platform the image
+# and development use, keeping today's pins unless the declarations need others. torch and the CUDA
+# packages only PyPI's GPU build needs are left out (requirements-torch.txt). Needs PyPI.
+UV_COMPILE = $(BIN)/uv pip compile layer/pyproject.toml --extra indexing --universal --python-version 3.11 \
+	--generate-hashes --index-url https://pypi.org/simple --custom-compile-command "make lock" --quiet \
+	$(foreach package,torch triton cuda-bindings cuda-pathfinder cuda-toolkit nvidia-cublas \
+	nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile \
+	nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink \
+	nvidia-nvshmem-cu13 nvidia-nvtx,--no-emit-package $(package))
+
+lock: install  ## regenerate requirements.txt (the hashed lock) after changing layer/pyproject.toml
+	$(UV_COMPILE) -o requirements.txt
+
+lock-check: install  ## fail if requirements.txt is not what `make lock` would write (CI)
+	cp requirements.txt $(VENV)/lock-check.txt
+	$(UV_COMPILE) -o $(VENV)/lock-check.txt
+	diff -u requirements.txt $(VENV)/lock-check.txt
 
 run: install jemalloc  ## serve the API on HOST:PORT (127.0.0.1:8080), with a local PostgreSQL unless DATABASE_URL is set
 	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true $(BIN)/python -m embedding_engine serve --host $(HOST) --port $(PORT)

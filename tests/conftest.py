@@ -41,13 +41,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def handler_module(database_url: str) -> Any:
+def handler_module(database_url: str) -> Iterator[Any]:
     """`function/handler.py`, imported once: this is Lambda's init (model load, warm-up, and the
-    document store's connection)."""
+    document store's connection, closed at the end of the session)."""
     os.environ["DATABASE_URL"] = database_url
     import handler
 
-    return handler
+    yield handler
+    if handler.engine.store is not None:
+        handler.engine.store.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Every third-party package the code imports is declared once (layer/pyproject.toml) and pinned in
-the requirements files, at a version inside the declared range."""
+the requirements files, at a version inside the declared range; the lock (requirements.txt) carries a
+hash for every package, and it is what this environment runs."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import ast
 import re
 import sys
 import tomllib
-from importlib.metadata import packages_distributions
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [*(ROOT / "layer/python").rglob("*.py"), *(ROOT / "function").glob("*.py")]
@@ -70,7 +72,7 @@ def test_every_third_party_import_is_declared() -> None:
 
 
 def test_every_declared_dependency_is_pinned_inside_its_range() -> None:
-    pins = pinned("requirements.txt", "requirements-dev.txt")
+    pins = pinned("requirements-torch.txt", "requirements.txt", "requirements-dev.txt")
     for name, requirement in declared().items():
         assert name in pins, f"{name} is declared in layer/pyproject.toml but pinned in no requirements file"
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
@@ -81,5 +83,39 @@ def test_the_image_pins_everything_it_imports() -> None:
     `local` extra is for development only."""
     project = tomllib.loads((ROOT / "layer/pyproject.toml").read_text(encoding="utf-8"))["project"]
     runtime = [*project["dependencies"], *project["optional-dependencies"]["indexing"]]
-    image = pinned("requirements.txt")
+    image = pinned("requirements-torch.txt", "requirements.txt")
     assert {canonical(Requirement(line).name) for line in runtime} - set(image) == set()
+
+
+def locked() -> list[tuple[Requirement, list[str]]]:
+    """requirements.txt's requirements (with their markers) and their hashes."""
+    text = (ROOT / "requirements.txt").read_text(encoding="utf-8").replace("\\\n", " ")
+    entries = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            requirement, *options = line.split(" --hash=")
+            entries.append((Requirement(requirement.strip()), [option.strip() for option in options]))
+    return entries
+
+
+def test_every_locked_package_has_its_hashes() -> None:
+    entries = locked()
+    assert len(entries) > 40  # the whole closure, not only the direct dependencies
+    assert [str(requirement) for requirement, hashes in entries if not hashes] == []
+    assert all(digest.startswith("sha256:") for _, hashes in entries for digest in hashes)
+
+
+def test_this_environment_runs_the_locked_versions() -> None:
+    """What `make install` installed is the lock (for the entries whose markers apply here): the tests
+    exercise the versions the image ships."""
+    applying = [
+        requirement
+        for requirement, _ in locked()
+        if requirement.marker is None or requirement.marker.evaluate()
+    ]
+    differing = {}
+    for requirement in applying:
+        [pin] = requirement.specifier
+        if Version(version(requirement.name)) != Version(pin.version):
+            differing[requirement.name] = (pin.version, version(requirement.name))
+    assert differing == {}

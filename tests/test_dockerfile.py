@@ -95,14 +95,19 @@ def test_python_paths_match_the_base_image() -> None:
     assert set(re.findall(r"/var/lang/lib/python(3\.\d+)/", DOCKERFILE)) == {version}
 
 
-def test_torch_is_the_pinned_cpu_build() -> None:
-    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8")
-    pinned = re.search(r"^torch==([\d.]+)$", requirements, re.MULTILINE)
+def test_torch_is_the_pinned_cpu_build_and_the_rest_the_hashed_lock() -> None:
+    pins = (ROOT / "requirements-torch.txt").read_text(encoding="utf-8")
+    pinned = re.search(r"^torch==([\d.]+)$", pins, re.MULTILINE)
     assert pinned is not None
-    assert f"torch=={pinned.group(1)}+cpu" in INSTRUCTIONS  # x86_64, from the CPU index
-    assert f'torch="torch=={pinned.group(1)}"' in INSTRUCTIONS  # arm64: PyPI's aarch64 build is CPU
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in INSTRUCTIONS
-    assert "-r /tmp/requirements.txt" in INSTRUCTIONS
+    assert "COPY requirements-torch.txt requirements.txt /tmp/" in INSTRUCTIONS
+    assert "sed -n 's/^torch==//p' /tmp/requirements-torch.txt" in INSTRUCTIONS
+    assert 'torch="torch==${version}+cpu"; index=https://download.pytorch.org/whl/cpu' in INSTRUCTIONS
+    assert 'torch="torch==${version}"; index=https://pypi.org/simple' in INSTRUCTIONS  # arm64: CPU build
+    assert '--no-deps --target /deps --index-url "${index}" "${torch}"' in INSTRUCTIONS
+    assert "--no-deps --require-hashes --target /deps -r /tmp/requirements.txt" in INSTRUCTIONS
+    assert "torch" not in {
+        line.split("==")[0] for line in (ROOT / "requirements.txt").read_text().splitlines()
+    }
 
 
 def test_jemalloc_is_installed_and_preloaded() -> None:
