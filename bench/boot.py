@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from embedding_engine.memory import resident_mb
 from runtime_api import FUNCTION_DIR, LAYER_DIR, RuntimeApi, lambda_environment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,10 +35,10 @@ CEILING = 300.0  # seconds: a ceiling on any wait, never an expectation of speed
 
 def vm_hwm_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) of a live process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmHWM for process {pid}")
+    peak = resident_mb(pid).get("peak_mb")
+    if peak is None:
+        raise RuntimeError(f"no VmHWM for process {pid}")
+    return peak
 
 
 def init_record(log: str) -> dict[str, Any]:

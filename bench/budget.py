@@ -3,11 +3,12 @@ passages, base64 so that the response fits), through `handler.lambda_handler`, t
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
-from bench.latency import http_event, passages
-from helpers import FakeLambdaContext  # tests/helpers.py
+from bench.latency import passages
+from helpers import FakeLambdaContext, http_api_event  # tests/helpers.py
 
 
 def measure_budget(handler: Any) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def measure_budget(handler: Any) -> dict[str, Any]:
             break
         texts.append(text)
         tokens += count
-    event = http_event({"input": texts, "encoding_format": "base64"})
+    event = http_api_event(json.dumps({"input": texts, "encoding_format": "base64"}))
     started = time.perf_counter()
     response = handler.lambda_handler(event, FakeLambdaContext())
     seconds = time.perf_counter() - started

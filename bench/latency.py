@@ -18,18 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import sentence
-from helpers import FakeLambdaContext  # tests/helpers.py
+from helpers import FakeLambdaContext, http_api_event  # tests/helpers.py
 
 EVENT_PATH = Path(__file__).resolve().parents[1] / "tests" / "events" / "apigw_http_v2.json"
 PASSAGE_TOKENS = (40, 120)  # realistic inputs: a few sentences, a short paragraph
-
-
-def http_event(body: dict[str, Any]) -> dict[str, Any]:
-    """The HTTP API v2 fixture (POST /v1/embeddings) carrying `body`."""
-    event: dict[str, Any] = json.loads(EVENT_PATH.read_text(encoding="utf-8"))
-    event["body"] = json.dumps(body)
-    event["headers"]["content-length"] = str(len(event["body"].encode()))
-    return event
 
 
 def fixture_query() -> str:
@@ -67,7 +59,7 @@ def _checked(response: dict[str, Any]) -> None:
 def measure_overhead(handler: Any, *, text: str, calls: int, warmup: int = 5) -> dict[str, Any]:
     """Median of the full handler against bare encode of `text`, alternating, `calls` each."""
     model, model_id = handler.engine.embedder.model, handler.engine.embedder.model_id
-    event, context = http_event({"input": [text], "model": model_id}), FakeLambdaContext()
+    event, context = http_api_event(json.dumps({"input": [text], "model": model_id})), FakeLambdaContext()
     variants: dict[str, Callable[[], Any]] = {
         "handler": lambda: handler.lambda_handler(event, context),
         "encode": lambda: model.encode([text]),
@@ -117,7 +109,9 @@ def measure_throughput(
     for size in batch_sizes:
         batch = texts[:size]
         events = {
-            fmt: http_event({"input": batch, "model": embedder.model_id, "encoding_format": fmt})
+            fmt: http_api_event(
+                json.dumps({"input": batch, "model": embedder.model_id, "encoding_format": fmt})
+            )
             for fmt in ("float", "base64")
         }
         variants = _batch_variants(handler, events, context, batch)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from embedding_engine.memory import allocator, resident_mb
+from helpers import FakeLambdaContext, http_api_event  # tests/helpers.py (bench/__init__.py)
 
 REPO = Path(__file__).resolve().parents[1]
 LONG_TEXT_WORDS = (600, 1500)
@@ -70,19 +71,9 @@ class Traffic:
         return "/v1/embeddings", body
 
 
-def http_event(path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """An HTTP API v2 event (the fixture's shape) for `POST path` with `body`."""
-    event: dict[str, Any] = json.loads((REPO / "tests" / "events" / "apigw_http_v2.json").read_text())
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["routeKey"] = event["requestContext"]["routeKey"] = f"POST {path}"
-    event["body"] = json.dumps(body)
-    event["headers"]["content-length"] = str(len(event["body"].encode()))
-    return event
-
-
 def probe_ms(handler: Any, context: Any, calls: int = 21) -> float:
     """Median latency of one short query through the handler, in ms."""
-    event = http_event("/v1/embeddings", {"input": ["How do I avoid Lambda cold starts?"]})
+    event = http_api_event(json.dumps({"input": ["How do I avoid Lambda cold starts?"]}))
     times = []
     for _ in range(calls):
         started = time.perf_counter()
@@ -105,7 +96,7 @@ def soak(*, requests: int, every: int, max_texts: int, spread: str, seed: int) -
     for number in range(1, requests + 1):
         path, body = traffic.request()
         texts += len(body.get("input") or body.get("inputs") or [])
-        response = handler.lambda_handler(http_event(path, body), context)
+        response = handler.lambda_handler(http_api_event(json.dumps(body), path), context)
         statuses[int(response["statusCode"])] += 1
         if number % every == 0:
             reading = {
@@ -147,7 +138,7 @@ def big_input(*, whole: bool) -> dict[str, Any]:
     if whole:
         handler.engine.embedder.model.encode([text])
     else:
-        response = handler.lambda_handler(http_event("/v1/embeddings", {"input": text}), context)
+        response = handler.lambda_handler(http_api_event(json.dumps({"input": text})), context)
         assert response["statusCode"] == 200, response["body"][:300]
     after = resident_mb()
     return {
@@ -163,9 +154,7 @@ def big_input(*, whole: bool) -> dict[str, Any]:
 def _boot() -> tuple[Any, Any]:
     """`import handler` (Lambda's init) and a Lambda context."""
     sys.path.insert(0, str(REPO / "function"))
-    sys.path.insert(0, str(REPO / "tests"))
     import handler
-    from helpers import FakeLambdaContext
 
     return handler, FakeLambdaContext()
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from bench.soak import Traffic
+from embedding_engine.memory import resident_mb
 
 REPO = Path(__file__).resolve().parents[1]
 CEILING = 300.0  # seconds: a ceiling on any wait, never an expectation of speed
@@ -28,15 +29,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _process_memory(pid: int) -> dict[str, float]:
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            values["rss_mb" if name == "VmRSS" else "peak_mb"] = round(int(rest.split()[0]) / 1024, 1)
-    return values
 
 
 def soak_http(
@@ -61,7 +53,7 @@ def soak_http(
         bodies = [traffic.request() for _ in range(requests)]
         lock = threading.Lock()
         statuses: Counter[int] = Counter()
-        readings = [{"requests": 0, "seconds": 0.0, **_process_memory(server.pid)}]
+        readings = [{"requests": 0, "seconds": 0.0, **resident_mb(server.pid)}]
         started = time.perf_counter()
         next_index = iter(range(requests))
 
@@ -75,7 +67,7 @@ def soak_http(
                         done = sum(statuses.values())
                         if done % every == 0:
                             reading = {"requests": done, "seconds": round(time.perf_counter() - started, 1)}
-                            readings.append({**reading, **_process_memory(server.pid)})
+                            readings.append({**reading, **resident_mb(server.pid)})
                             print(f"  http soak: {readings[-1]}", file=sys.stderr, flush=True)
 
         threads = [threading.Thread(target=client) for _ in range(clients)]

@@ -26,6 +26,16 @@ def load_event(name: str) -> dict[str, Any]:
     return copy.deepcopy(_event_file(name))
 
 
+def http_api_event(body: str, path: str = "/v1/embeddings") -> dict[str, Any]:
+    """The HTTP API v2 fixture turned into `POST path` carrying `body` (and its content-length)."""
+    event = load_event("apigw_http_v2")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"POST {path}"
+    event["body"] = body
+    event["headers"]["content-length"] = str(len(body.encode()))
+    return event
+
+
 @dataclass
 class FakeLambdaContext:
     """The attributes of Lambda's context object that Powertools and Mangum read."""

@@ -16,7 +16,7 @@ import pytest
 from embedding_engine.errors import StoreUnavailableError, UnsupportedEventError
 from embedding_engine.events.records import DocumentRecords
 from embedding_engine.observability import logger
-from helpers import FakeLambdaContext, cosine_rows, load_event
+from helpers import FakeLambdaContext, cosine_rows, http_api_event, load_event
 
 MIN_COSINE = 0.9999
 DIMENSIONS = 384
@@ -46,14 +46,6 @@ def json_body(response: dict[str, Any]) -> Any:
     assert response["isBase64Encoded"] is False
     assert response["headers"]["content-type"] == "application/json"
     return json.loads(response["body"])
-
-
-def http_v2_event(body: str) -> dict[str, Any]:
-    """The HTTP API POST /v1/embeddings event with another body (and its content-length)."""
-    event = load_event("apigw_http_v2")
-    event["body"] = body
-    event["headers"]["content-length"] = str(len(body.encode()))
-    return event
 
 
 @pytest.mark.parametrize(
@@ -129,7 +121,7 @@ def test_health_event_reports_model_and_init(handler_module: Any) -> None:
 
 
 def test_bad_json_body_is_an_openai_400(handler_module: Any) -> None:
-    response = invoke(handler_module, http_v2_event('{"input": ["unterminated'))
+    response = invoke(handler_module, http_api_event('{"input": ["unterminated'))
 
     assert response["statusCode"] == 400
     error = json_body(response)["error"]
@@ -198,7 +190,7 @@ def test_unknown_event_is_refused_by_shape_never_by_value(
 
 def test_a_trailing_slash_through_api_gateway_is_a_404_not_a_redirect(handler_module: Any) -> None:
     """No 307 whose Location comes from the Host header: the caller could choose where it points."""
-    event = http_v2_event(json.dumps({"input": ["a"]}))
+    event = http_api_event(json.dumps({"input": ["a"]}))
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/v1/embeddings/"
     event["headers"]["host"] = "evil.example"
 
@@ -224,7 +216,7 @@ def test_container_keeps_serving_after_unsupported_events(handler_module: Any) -
 @pytest.mark.parametrize(
     ("event", "expected"),
     [
-        pytest.param(http_v2_event(json.dumps({"input": [SECRET]})), {"Inputs": [1.0]}, id="http-metrics"),
+        pytest.param(http_api_event(json.dumps({"input": [SECRET]})), {"Inputs": [1.0]}, id="http-metrics"),
         pytest.param(
             {"document": SECRET}, {"message": "unsupported event", "level": "WARNING"}, id="refusal-log"
         ),

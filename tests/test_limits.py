@@ -16,7 +16,7 @@ from embedding_engine.embedder import Throughput
 from embedding_engine.engine import Engine
 from embedding_engine.health import health_report
 from embedding_engine.limits import OPENAI_MAX_TOTAL_TOKENS, default_max_total_tokens, response_bytes
-from helpers import FakeLambdaContext, load_event
+from helpers import FakeLambdaContext, http_api_event
 
 PASSAGE = "A warm container answers embedding requests in milliseconds because init loaded the model. " * 2
 
@@ -44,13 +44,6 @@ def encode_calls(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[
 
         monkeypatch.setattr(model, "encode", counted)
     yield calls
-
-
-def http_event(body: dict[str, Any]) -> dict[str, Any]:
-    event = load_event("apigw_http_v2")
-    event["body"] = json.dumps(body)
-    event["headers"]["content-length"] = str(len(event["body"]))
-    return event
 
 
 def test_the_default_budget_follows_the_measured_throughput(engine: Any) -> None:
@@ -125,7 +118,7 @@ def test_work_that_cannot_finish_before_the_deadline_is_refused_at_once(
 ) -> None:
     # At 200 tokens/s, 64 passages need over a minute: far more than the 3 s this invocation has.
     monkeypatch.setattr(engine.embedder, "throughput", Throughput(tokens_per_second=200.0))
-    event = http_event({"input": [PASSAGE] * 64})
+    event = http_api_event(json.dumps({"input": [PASSAGE] * 64}))
     response = handler_module.lambda_handler(event, ShortLivedContext(remaining_ms=3000))
     assert response["statusCode"] == 503
     error = json.loads(response["body"])["error"]
@@ -143,7 +136,7 @@ def test_the_model_stops_between_batches_when_time_runs_out(
     # is not started.
     monkeypatch.setattr(engine.embedder, "throughput", Throughput(tokens_per_second=1e12))
     monkeypatch.setattr(engine.embedder, "batch_size", 64)
-    event = http_event({"input": [PASSAGE * 10] * 128})
+    event = http_api_event(json.dumps({"input": [PASSAGE * 10] * 128}))
     response = handler_module.lambda_handler(event, ShortLivedContext(remaining_ms=1300))
     assert response["statusCode"] == 503
     message = json.loads(response["body"])["error"]["message"]
@@ -163,6 +156,6 @@ def test_the_request_timeout_applies_without_a_lambda_context(
 
 def test_a_request_that_fits_is_served_under_a_short_deadline(handler_module: Any) -> None:
     response = handler_module.lambda_handler(
-        http_event({"input": ["fits"]}), ShortLivedContext(remaining_ms=3000)
+        http_api_event(json.dumps({"input": ["fits"]})), ShortLivedContext(remaining_ms=3000)
     )
     assert response["statusCode"] == 200

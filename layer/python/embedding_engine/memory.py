@@ -20,11 +20,12 @@ def allocator() -> str:
     return "glibc" + (f" ({', '.join(tuned)})" if tuned else "")
 
 
-def resident_mb() -> dict[str, float]:
-    """Resident set size now (`rss_mb`, VmRSS) and at its peak so far (`peak_mb`, VmHWM), in MB."""
+def resident_mb(pid: int | str = "self") -> dict[str, float]:
+    """Resident set size now (`rss_mb`, VmRSS) and at its peak so far (`peak_mb`, VmHWM), in MB, of
+    this process or of process `pid`; {} where /proc cannot tell."""
     values: dict[str, float] = {}
     try:
-        lines = Path("/proc/self/status").read_text(encoding="utf-8").splitlines()
+        lines = Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines()
     except OSError:
         return values
     names = {"VmRSS": "rss_mb", "VmHWM": "peak_mb"}
