@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 
 
+@cache
 def allocator() -> str:
     """ "jemalloc (<its MALLOC_CONF>)" when preloaded, as the image and `make run` do (glibc's malloc
-    fragments under varied traffic and the resident size keeps growing); else "glibc"."""
+    fragments under varied traffic and the resident size keeps growing); else "glibc". Fixed when the
+    process starts, so read once (/proc/self/maps runs to some 180 KB once torch is loaded)."""
     try:
         maps = Path("/proc/self/maps").read_text(encoding="utf-8")
     except OSError:
