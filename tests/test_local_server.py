@@ -77,6 +77,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     finally:
         process.terminate()
         process.wait(timeout=30)
+    # Stopped as a service manager stops it (SIGTERM), the server stops its PostgreSQL too.
+    assert not (folder / "pgdata" / "postmaster.pid").exists(), "make run left its PostgreSQL running"
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import signal
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -38,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serving.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
 
+    exit_on_sigterm()
     settings = Settings.from_env()
     if not settings.store_configured:
         settings = replace(settings, database_url=start_local_postgres(args.pgdata))
@@ -56,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         snippet = " ".join(hit["text"].split())[:160]
         print(f"{rank}. {hit['score']:.3f}  {hit['source']}#{hit['chunk']}\n   {snippet}")
     return 0
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the process as Ctrl-C does, through its exit handlers, so the local PostgreSQL it
+    started stops with it (uvicorn, once shut down, re-raises the signal to the handler found here)."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def index_paths(indexer: Indexer, paths: Sequence[Path]) -> int:
