@@ -79,10 +79,11 @@ def test_every_declared_dependency_is_pinned_inside_its_range() -> None:
 
 
 def test_the_image_pins_everything_it_imports() -> None:
-    """requirements.txt (what the image installs) pins the runtime and indexing dependencies; the
-    `local` extra is for development only."""
+    """requirements.txt (what the image installs) pins the dependencies, the indexing ones and the
+    runtime interface client; the `local` extra is for development only."""
     project = tomllib.loads((ROOT / "layer/pyproject.toml").read_text(encoding="utf-8"))["project"]
-    runtime = [*project["dependencies"], *project["optional-dependencies"]["indexing"]]
+    extras = project["optional-dependencies"]
+    runtime = [*project["dependencies"], *extras["indexing"], *extras["runtime"]]
     image = pinned("requirements-torch.txt", "requirements.txt")
     assert {canonical(Requirement(line).name) for line in runtime} - set(image) == set()
 
