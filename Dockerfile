@@ -1,62 +1,113 @@
-# syntax=docker/dockerfile:1.7
-# The embeddings function as a Lambda container image, CPU only (x86_64 by default, arm64 with
-# `--platform linux/arm64`).
+# The embeddings function as a Lambda container image, CPU only.
 #
-# Base: the AWS Lambda Python base image rather than a slim Python image with awslambdaric as the
-# entry point. It carries Lambda's own runtime interface client (and the runtime interface emulator
-# for `docker run` + curl), on the OS Lambda runs, patched by AWS: the boot path is AWS's to keep
-# right, and the tests here hold our handler to the same `awslambdaric` protocol.
+# Base: AWS's Lambda Python base image by default. Lambda caches AWS's base images near its hosts,
+# AWS patches them, and they carry AWS's runtime interface client (and its emulator, for `docker
+# run` + curl). Any other base works if it has `python3` (3.11 or newer) with pip: Debian's, a slim
+# Python image, or the local one `make image` builds where no registry answers (README: The image).
+# On a base without /lambda-entrypoint.sh, the image's entry point runs `python3 -m awslambdaric`,
+# the runtime interface client pinned in requirements.txt (the version the tests boot).
+#
+# Every input can come from elsewhere, so that the build needs no network at all:
+#   BASE_IMAGE       the base image (a registry mirror's, or a local one);
+#   WHEELS_SOURCE    index: download from PIP_INDEX_URL (and torch from TORCH_INDEX_URL);
+#                    context: the wheel files of `--build-context wheels=DIR`;
+#   MODEL_SOURCE     hub: download MODEL_ID from HF_ENDPOINT;
+#                    context: the model folder of `--build-context model=DIR` (MODEL_ID names it).
+# Either way every wheel is checked against the lock's hashes (torch against its pin).
 ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12
+ARG WHEELS_SOURCE=index
+ARG MODEL_SOURCE=hub
 
-# --- the model, fetched once at build time ---------------------------------------------------------
-FROM ${BASE_IMAGE} AS model
+# --- wheels: downloaded from the indexes, or given as a folder --------------------------------------
+FROM ${BASE_IMAGE} AS wheels-index
+ARG PIP_INDEX_URL=https://pypi.org/simple
+# PyPI's x86_64 torch pulls GBs of CUDA libraries: the CPU build comes from PyTorch's own index.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+COPY requirements-torch.txt requirements.txt /tmp/
+RUN python3 -m pip download --no-cache-dir --no-deps --only-binary=:all: --dest /wheels \
+      --index-url "${TORCH_INDEX_URL}" -r /tmp/requirements-torch.txt \
+ && python3 -m pip download --no-cache-dir --no-deps --only-binary=:all: --dest /wheels \
+      --require-hashes --index-url "${PIP_INDEX_URL}" -r /tmp/requirements.txt
+
+FROM scratch AS wheels-context
+COPY --from=wheels . /wheels/
+
+FROM wheels-${WHEELS_SOURCE} AS wheel-files
+
+# --- the model: downloaded from the hub, or given as a folder ---------------------------------------
+FROM ${BASE_IMAGE} AS model-hub
 ARG MODEL_ID=sentence-transformers/all-mpnet-base-v2
-RUN pip install --no-cache-dir huggingface-hub==2.4.0 \
- && python -c "import sys; from huggingface_hub import snapshot_download; \
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG HF_ENDPOINT=https://huggingface.co
+COPY requirements.txt /tmp/
+RUN hub="$(sed -n 's/^huggingface-hub==\([^ ]*\).*/\1/p' /tmp/requirements.txt)" \
+ && python3 -m pip install --no-cache-dir --target /tmp/hub --index-url "${PIP_INDEX_URL}" \
+      "huggingface-hub==${hub}" \
+ && PYTHONPATH=/tmp/hub HF_ENDPOINT="${HF_ENDPOINT}" python3 -c "import sys; \
+from huggingface_hub import snapshot_download; \
 snapshot_download(sys.argv[1], local_dir='/opt/model', \
 ignore_patterns=['*.bin', '*.h5', '*.msgpack', '*.ot', '*.onnx', 'onnx/*', 'openvino/*'])" "${MODEL_ID}" \
- && rm -rf /opt/model/.cache \
+ && rm -rf /opt/model/.cache /tmp/hub \
  && chmod -R a=rX /opt/model
 
-# --- Python dependencies: CPU-only torch, then everything else from the hashed lock ----------------
-FROM ${BASE_IMAGE} AS deps
-ARG TARGETARCH
-COPY requirements-torch.txt requirements.txt /tmp/
-# torch without its dependencies (the lock has them, with hashes): on x86_64 the PyTorch CPU index's
-# build (PyPI's x86_64 torch pulls GBs of CUDA libraries), on arm64 PyPI's, which is the CPU build.
-# Then the lock, every file checked against its hash (`make lock` writes it; CI checks it is current).
-RUN version="$(sed -n 's/^torch==//p' /tmp/requirements-torch.txt)" \
- && if [ "${TARGETARCH}" = "arm64" ]; then torch="torch==${version}"; index=https://pypi.org/simple; \
-    else torch="torch==${version}+cpu"; index=https://download.pytorch.org/whl/cpu; fi \
- && pip install --no-cache-dir --no-deps --target /deps --index-url "${index}" "${torch}" \
- && pip install --no-cache-dir --no-deps --require-hashes --target /deps -r /tmp/requirements.txt \
- && find /deps -name '__pycache__' -prune -exec rm -rf {} + \
- && rm -rf /deps/bin
+FROM ${BASE_IMAGE} AS model-context
+COPY --from=model . /opt/model/
+RUN chmod -R a=rX /opt/model
 
-# --- the runtime image: no pip install, no compilers, no caches, no tests -------------------------
+FROM model-${MODEL_SOURCE} AS model-files
+
+# --- Python dependencies, from the wheels alone: torch, then the hashed lock -------------------------
+# The code directories are read-only in Lambda: the bytecode is compiled at build time, or every cold
+# start compiles it. Unchecked: the code never changes in an image, whatever the files' times say.
+# (`-x`: a test helper of torch's written for Python 3.12 only; nothing imports it.)
+FROM ${BASE_IMAGE} AS deps
+COPY requirements-torch.txt requirements.txt /tmp/
+# Debian's pip refuses installs into its system Python (PEP 668) even with --target.
+ENV PIP_BREAK_SYSTEM_PACKAGES=1
+RUN --mount=type=bind,from=wheel-files,source=/wheels,target=/wheels \
+    python3 -m pip install --no-cache-dir --no-index --find-links /wheels --no-deps --target /deps \
+      -r /tmp/requirements-torch.txt \
+ && python3 -m pip install --no-cache-dir --no-index --find-links /wheels --no-deps --target /deps \
+      --require-hashes -r /tmp/requirements.txt \
+ && find /deps -name '__pycache__' -prune -exec rm -rf {} + \
+ && rm -rf /deps/bin \
+ && python3 -m compileall -q -j 0 --invalidation-mode unchecked-hash -d /opt/python \
+      -x '/torch/testing/_internal/py312_intrinsics\.py$' /deps
+
+# --- the runtime image: no pip install, no compilers, no caches, no tests ----------------------------
 FROM ${BASE_IMAGE}
 ARG MODEL_ID=sentence-transformers/all-mpnet-base-v2
-COPY --from=deps /deps /var/lang/lib/python3.12/site-packages/
-COPY --from=model /opt/model /opt/model
-# The shared engine goes where Lambda puts layers; a .pth file keeps it importable in any case.
-# Development-only modules (`python -m embedding_engine`: the local server, the CLI, the local
-# PostgreSQL) stay out: nothing Lambda runs imports them (tests/test_dockerfile.py checks).
+# Dependencies and the shared engine where Lambda puts a layer's Python code; the engine changes
+# most often, so it is the later layer. Development-only modules (`python -m embedding_engine`: the
+# local server, the CLI, the local PostgreSQL) stay out: nothing Lambda runs imports them
+# (tests/test_dockerfile.py checks).
+COPY --from=deps /deps /opt/python/
+COPY --from=model-files /opt/model /opt/model
 COPY layer/python/ /opt/python/
 RUN cd /opt/python/embedding_engine && rm __main__.py cli.py serve.py local_db.py
-COPY function/ ${LAMBDA_TASK_ROOT}/
+ENV LAMBDA_TASK_ROOT=/var/task
+WORKDIR /var/task
+COPY function/ /var/task/
 # jemalloc serves malloc: with glibc's, a warm container's memory keeps growing under varied traffic
-# (heap fragmentation); with jemalloc it levels off. Freed pages are kept for reuse, not purged:
-# purging cost 10-20 % of the throughput of varied batches (README: Memory; make bench).
-RUN dnf install -y jemalloc \
- && dnf clean all && rm -rf /var/cache/dnf \
- && test -f /usr/lib64/libjemalloc.so.2
-# The code directory is read-only in Lambda: compile the bytecode now, or every cold start compiles it.
-RUN echo /opt/python > /var/lang/lib/python3.12/site-packages/opt-python.pth \
- && python -m compileall -q -j 0 /opt/python ${LAMBDA_TASK_ROOT} /var/lang/lib/python3.12/site-packages
+# (heap fragmentation); with jemalloc it levels off (README: Memory). Installed (dnf on Amazon Linux,
+# apt on Debian: this needs the network) unless the base has it.
+# A base without /lambda-entrypoint.sh gets one that runs the pinned runtime interface client.
+# /opt/python goes on the path through a .pth file, whatever the base's own path.
+RUN if ! LD_PRELOAD=libjemalloc.so.2 grep -q libjemalloc /proc/self/maps 2>/dev/null; then \
+      if command -v dnf >/dev/null; then dnf install -y jemalloc && dnf clean all && rm -rf /var/cache/dnf; \
+      else apt-get update && apt-get install -y --no-install-recommends libjemalloc2 \
+        && rm -rf /var/lib/apt/lists/*; fi; fi \
+ && LD_PRELOAD=libjemalloc.so.2 grep -q libjemalloc /proc/self/maps \
+ && if [ ! -e /lambda-entrypoint.sh ]; then \
+      printf '#!/bin/sh\nexec python3 -m awslambdaric "$@"\n' > /lambda-entrypoint.sh \
+      && chmod 755 /lambda-entrypoint.sh; fi \
+ && purelib="$(python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+ && mkdir -p "${purelib}" && echo /opt/python > "${purelib}/opt-python.pth" \
+ && python3 -m compileall -q --invalidation-mode unchecked-hash /opt/python/embedding_engine /var/task
 
 # Nothing downloads, and nothing writes outside /tmp, at run time. Torch's thread count is set at
-# init from the CPUs Lambda gives the function (they follow MemorySize), or from TORCH_NUM_THREADS.
-ENV LD_PRELOAD=/usr/lib64/libjemalloc.so.2 \
+# init from the CPUs Lambda gives the function, or from TORCH_NUM_THREADS.
+ENV LD_PRELOAD=libjemalloc.so.2 \
     MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \
     MODEL_PATH=/opt/model \
     MODEL_ID=${MODEL_ID} \
@@ -70,4 +121,5 @@ ENV LD_PRELOAD=/usr/lib64/libjemalloc.so.2 \
     XDG_CACHE_HOME=/tmp/.cache \
     TOKENIZERS_PARALLELISM=false
 
+ENTRYPOINT ["/lambda-entrypoint.sh"]
 CMD ["handler.lambda_handler"]

@@ -15,7 +15,7 @@ JEMALLOC ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
 MALLOC_CONF ?= dirty_decay_ms:-1,muzzy_decay_ms:-1
 PRELOAD := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=$(MALLOC_CONF))
 
-.PHONY: help install lock lock-check jemalloc run test test-fast lint format typecheck clean bench
+.PHONY: help install lock lock-check jemalloc run test test-fast lint format typecheck clean bench image image-test
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -27,13 +27,13 @@ $(VENV)/.installed: requirements-torch.txt requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.txt
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e 'layer[indexing,local]'
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e 'layer[indexing,runtime,local]'
 	touch $@
 
-# The hashed lock of layer/pyproject.toml (its dependencies and [indexing]) for every platform the image
+# The hashed lock of layer/pyproject.toml (its dependencies, [indexing] and [runtime]) for every platform the image
 # and development use, keeping today's pins unless the declarations need others. torch and the CUDA
 # packages only PyPI's GPU build needs are left out (requirements-torch.txt). Needs PyPI.
-UV_COMPILE = $(BIN)/uv pip compile layer/pyproject.toml --extra indexing --universal --python-version 3.11 \
+UV_COMPILE = $(BIN)/uv pip compile layer/pyproject.toml --extra indexing --extra runtime --universal --python-version 3.11 \
 	--generate-hashes --index-url https://pypi.org/simple --custom-compile-command "make lock" --quiet \
 	$(foreach package,torch triton cuda-bindings cuda-pathfinder cuda-toolkit nvidia-cublas \
 	nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile \
@@ -65,14 +65,25 @@ format: install  ## apply ruff's fixes and formatting
 typecheck: install  ## mypy --strict
 	$(BIN)/mypy
 
-test: lint typecheck  ## every check and every test, with coverage (what CI runs)
-	$(BIN)/pytest --cov --cov-report=term
+test: lint typecheck  ## every check and every test but the image's, with coverage (what CI runs)
+	$(BIN)/pytest --cov --cov-report=term -m "not image"
 
 test-fast: install  ## the unit tier: the real model, no database, no AWS, no subprocess
 	$(BIN)/pytest -q -m unit
 
+# The image, built with docker (when its daemon answers) or podman, with no network inside the build:
+# wheels and model come from this machine (image/build.sh; README: The image).
+IMAGE ?= embeddings-service:latest
+export IMAGE
+
+image: install  ## build the Lambda image (docker or podman; here podman on a Debian base it makes)
+	PYTHON=$(BIN)/python image/build.sh
+
+image-test: image  ## boot the image as Lambda does and replay the real events (CI, after make test)
+	$(BIN)/pytest -m image
+
 clean:  ## remove the virtualenv and tool caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* build
 
 bench: install jemalloc  ## measure speed and memory side by side; writes bench/results/ (hours)
 	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/python -m bench.run $(BENCH_ARGS)
