@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from dataclasses import dataclass
@@ -34,6 +35,26 @@ def http_api_event(body: str, path: str = "/v1/embeddings") -> dict[str, Any]:
     event["body"] = body
     event["headers"]["content-length"] = str(len(body.encode()))
     return event
+
+
+def request_payload(event: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of an HTTP event, decoded as Lambda delivers it (base64 or not)."""
+    raw = base64.b64decode(event["body"]) if event["isBase64Encoded"] else event["body"]
+    payload = json.loads(raw)
+    assert isinstance(payload, dict)
+    return payload
+
+
+def log_records(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of a log (Powertools' structured records, EMF metrics), in order; others skipped."""
+    records = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
 
 
 @dataclass

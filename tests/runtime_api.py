@@ -245,6 +245,20 @@ NOT_INHERITED = (
 PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
+def lambda_variables(runtime_api: str, *, memory_mb: int = 2048) -> dict[str, str]:
+    """The variables Lambda sets for a function's process, with this Runtime API."""
+    return {
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_LAMBDA_FUNCTION_NAME": "embeddings-api",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/embeddings-api",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/25/[$LATEST]0123456789abcdef",
+        "AWS_REGION": "us-east-1",
+    }
+
+
 def lambda_environment(
     runtime_api: str, *, handler: str, pythonpath: Sequence[Path] = (LAYER_DIR,), **overrides: str
 ) -> dict[str, str]:
@@ -256,14 +270,7 @@ def lambda_environment(
         if not name.startswith(NOT_INHERITED) and name.lower() not in PROXIES
     }
     env.update(
-        AWS_LAMBDA_RUNTIME_API=runtime_api,
-        AWS_LAMBDA_FUNCTION_NAME="embeddings-api",
-        AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="2048",
-        AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
-        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/embeddings-api",
-        AWS_LAMBDA_LOG_STREAM_NAME="2026/11/25/[$LATEST]0123456789abcdef",
-        AWS_REGION="us-east-1",
+        lambda_variables(runtime_api),
         LAMBDA_TASK_ROOT=str(FUNCTION_DIR),
         _HANDLER=handler,
         PYTHONPATH=os.pathsep.join(str(path) for path in pythonpath),

@@ -5,7 +5,6 @@ The events in tests/events/ are real payloads, in the shapes AWS documents for e
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import sys
@@ -16,7 +15,7 @@ import pytest
 from embedding_engine.errors import StoreUnavailableError, UnsupportedEventError
 from embedding_engine.events.records import DocumentRecords
 from embedding_engine.observability import logger
-from helpers import FakeLambdaContext, cosine_rows, http_api_event, load_event
+from helpers import FakeLambdaContext, cosine_rows, http_api_event, load_event, request_payload
 
 MIN_COSINE = 0.9999
 DIMENSIONS = 384
@@ -31,14 +30,6 @@ PING_KEYS = {"warm", "model", "uptime_seconds", "cold_start", "first_invocation"
 
 def invoke(handler_module: Any, event: Any) -> Any:
     return handler_module.lambda_handler(event, FakeLambdaContext())
-
-
-def request_payload(event: dict[str, Any]) -> dict[str, Any]:
-    """The JSON body of an HTTP event, decoded as Lambda delivers it (base64 or not)."""
-    raw = base64.b64decode(event["body"]) if event["isBase64Encoded"] else event["body"]
-    payload = json.loads(raw)
-    assert isinstance(payload, dict)
-    return payload
 
 
 def json_body(response: dict[str, Any]) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from helpers import load_event
+from helpers import load_event, log_records
 from runtime_api import FUNCTION_DIR, Result, RuntimeApi, lambda_environment
 
 HANDLER = "handler.lambda_handler"
@@ -81,18 +81,6 @@ def lambda_process(log_path: Path, **env_overrides: str) -> Iterator[LambdaProce
                 process.kill()
             process.wait(timeout=CEILING)
             watcher.join(timeout=CEILING)
-
-
-def log_records(text: str) -> list[dict[str, Any]]:
-    """The JSON lines of a log (Powertools' structured records), in order; other lines skipped."""
-    records = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
 
 
 def http_v2_get(path: str) -> dict[str, Any]:
