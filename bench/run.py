@@ -7,6 +7,7 @@ from .cache/models/ (fetched by ../shared/models/fetch-mpnet.sh when missing). T
 the function in fresh `awslambdaric` processes (bench/boot.py), then imports `handler` (Lambda's
 init) and measures in-process (bench/latency.py, bench/indexing.py). Its stdout, the function's own
 JSON logs and EMF metrics at Powertools' Lambda defaults, goes to .cache/bench/<model>/child.log.
+Last, the image's own figures when `make image` has built it (bench/image.py; alone: --image-only).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ FETCH_MPNET = REPO.parent / "shared" / "models" / "fetch-mpnet.sh"
 PLAN: dict[str, dict[str, Any]] = {
     "full": {
         "boot": 5,
+        "image_boot": 5,  # fresh containers of the image per CPU setting (bench/image.py)
         "steady": 50,
         "overhead": 200,
         "throughput": {1: 40, 8: 20, 32: 10, 128: 5},
@@ -52,6 +54,7 @@ PLAN: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "boot": 2,
+        "image_boot": 2,
         "steady": 50,
         "overhead": 50,
         "throughput": {1: 10, 8: 5, 32: 3, 128: 2},
@@ -193,15 +196,18 @@ def child_environment(model_env: dict[str, str]) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer repetitions, MiniLM only")
+    parser.add_argument("--image-only", action="store_true", help="only the image's figures (bench/image.py)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: one model, JSON to here
     args = parser.parse_args()
     if args.child:
         child(args.child, args.quick)
         return
     date = datetime.now(UTC).date().isoformat()
-    models: list[tuple[str, dict[str, str] | None, str]] = [("all-MiniLM-L6-v2", {}, "")]
-    if not args.quick:
-        models.append(("all-mpnet-base-v2", *mpnet_env()))
+    models: list[tuple[str, dict[str, str] | None, str]] = []
+    if not args.image_only:
+        models.append(("all-MiniLM-L6-v2", {}, ""))
+        if not args.quick:
+            models.append(("all-mpnet-base-v2", *mpnet_env()))
     RESULTS.mkdir(exist_ok=True)
     reports, written, failed = [], [], False
     for name, model_env, skipped in models:
@@ -232,7 +238,12 @@ def main() -> None:
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         reports.append(report)
         written.append(out)
-    print("\n\n".join(table(report) for report in reports))
+    from bench.image import image_report  # here: bench.image imports this module
+
+    image_text, image_out, image_failed = image_report(args.quick, date)
+    failed = failed or image_failed
+    written += [image_out] if image_out else []
+    print("\n\n".join([*(table(report) for report in reports), image_text]))
     plot = plot_throughput([r for r in reports if "throughput" in r], RESULTS / f"{date}-throughput.png")
     for path in [*written, *([plot] if plot else [])]:
         print(f"written to {path.relative_to(REPO)}")
