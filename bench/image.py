@@ -30,7 +30,7 @@ MEMORY_MB = 2048
 CEILING = 300.0  # seconds: a ceiling on any wait, never an expectation of speed
 MB = 1e6  # decimal megabytes, as the engines print image sizes
 COLUMNS = ("CPUs", "Init", "Imports", "Load", "First request", "Steady", "First/steady", "Peak RSS")
-PARTS = ("base", "dependencies", "model", "engine code", "function code", "bytecode + jemalloc", "other")
+PARTS = ("base", "dependencies", "model", "engine code", "function code", "set-up", "other")
 
 
 def layer_part(created_by: str, deps_seen: bool) -> str:
@@ -39,7 +39,7 @@ def layer_part(created_by: str, deps_seen: bool) -> str:
     if not deps_seen:
         return "dependencies" if "/opt/python" in created_by else "base"
     for needle, part in (
-        ("compileall", "bytecode + jemalloc"),
+        ("compileall", "set-up"),  # the engine's bytecode, jemalloc if missing, the entry point
         ("/opt/python", "engine code"),  # `COPY layer/python/`, then the RUN that trims it
         ("/opt/model", "model"),
         ("/var/task", "function code"),
