@@ -83,10 +83,12 @@ choose_base() {
   echo "${LOCAL_BASE}"
 }
 
-# The lock's wheels (every hash checked) and torch's CPU wheel, for the base's Python and this
-# machine's architecture; downloaded again only when a requirements file changes.
+# The lock's wheels (every hash checked) and torch's CPU wheel, for the base's Python, C library and
+# architecture (whatever this machine's are); downloaded again only when a requirements file changes.
 fetch_wheels() {
-  local python_version=$1 wheels="${BUILD_DIR}/wheels-py$1"
+  local python_version=$1 wheels="${BUILD_DIR}/wheels-py$1-manylinux_$2_$3_$4" platforms=() minor
+  # pip takes each platform a wheel may name: manylinux_2_17 (2014) up to the base's glibc.
+  for ((minor = $3; minor >= 17; minor--)); do platforms+=(--platform "manylinux_$2_${minor}_$4"); done
   if [ -e "${wheels}/.complete" ] && [ "${wheels}/.complete" -nt requirements.txt ] \
     && [ "${wheels}/.complete" -nt requirements-torch.txt ]; then
     echo "${wheels}"
@@ -95,7 +97,7 @@ fetch_wheels() {
   say "downloading wheels for Python ${python_version} into ${wheels}"
   rm -rf "${wheels}" && mkdir -p "${wheels}"
   local download=("${PYTHON}" -m pip download --quiet --no-deps --only-binary=:all:
-    --python-version "${python_version}" --dest "${wheels}")
+    --python-version "${python_version}" "${platforms[@]}" --platform "manylinux2014_$4" --dest "${wheels}")
   "${download[@]}" --extra-index-url "${TORCH_INDEX_URL}" -r requirements-torch.txt >&2
   "${download[@]}" --require-hashes -r requirements.txt >&2
   touch "${wheels}/.complete"
@@ -115,9 +117,11 @@ model_dir() {
 mkdir -p "${BUILD_DIR}"
 ENGINE="$(choose_engine)"
 BASE="$(choose_base)"
-PYTHON_VERSION="$("${ENGINE}" run --rm --network none --entrypoint python3 "${BASE}" \
-  -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-WHEELS="$(fetch_wheels "${PYTHON_VERSION}")"
+# The base's Python version and C library, and its architecture, such as "3.11 2 36 x86_64".
+read -r PYTHON_VERSION GLIBC_MAJOR GLIBC_MINOR ARCH <<<"$("${ENGINE}" run --rm --network none \
+  --entrypoint python3 "${BASE}" -c 'import platform, sys
+print("%d.%d" % sys.version_info[:2], *platform.libc_ver()[1].split(".")[:2], platform.machine())')"
+WHEELS="$(fetch_wheels "${PYTHON_VERSION}" "${GLIBC_MAJOR}" "${GLIBC_MINOR}" "${ARCH}")"
 MODEL="$(model_dir)"
 build=("${ENGINE}" build --network none
   --build-arg BASE_IMAGE="${BASE}"
