@@ -39,7 +39,9 @@ class Engine:
         `init_started` is `time.perf_counter()` at the very start of init, so that the module imports
         before this call count in the `imports` phase."""
         before_load = time.perf_counter()
-        loaded = load_model(settings.model_source, threads=settings.torch_threads)
+        loaded = load_model(
+            settings.model_source, threads=settings.torch_threads, defer_imports=settings.defer_imports
+        )
         report = loaded.report
         timings = dict(report.timings_ms)
         timings["imports"] = round(timings["imports"] + elapsed_ms(init_started, before_load), 1)

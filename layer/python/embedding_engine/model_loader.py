@@ -14,11 +14,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
 from embedding_engine.clock import elapsed_ms
+from embedding_engine.deferred_imports import deferring
 from embedding_engine.errors import ModelCheckError, ModelLoadError
 from embedding_engine.observability import logger
 
@@ -124,10 +126,12 @@ def load_model(
     strategies: Sequence[tuple[str, LoadStrategy]] = DEFAULT_STRATEGIES,
     *,
     threads: int | None = None,
+    defer_imports: bool = True,
 ) -> LoadedModel:
     """Load, verify and warm the model, trying `strategies` in order, with `threads` torch threads
-    (torch's own default when None). Raises `ModelLoadError`."""
-    with _load_lock:
+    (torch's own default when None). With `defer_imports`, the libraries that embedding never runs
+    are not imported (`deferred_imports`). Raises `ModelLoadError`."""
+    with _load_lock, deferring() if defer_imports else nullcontext():
         started = time.perf_counter()
         import sentence_transformers  # noqa: F401  (timed: the import is a large share of init)
         from transformers.utils import logging as transformers_logging

@@ -105,6 +105,8 @@ class Settings:
     model_source: str
     model_id: str
     strict_model: bool = setting("STRICT_MODEL", _flag, False)
+    # scikit-learn and SciPy are imported by sentence-transformers, never used to embed (deferred_imports.py).
+    defer_imports: bool = setting("DEFER_IMPORTS", _flag, True)
     max_inputs: int = setting("MAX_INPUTS", _integer, 2048)
     # Tokens per request; None: derived at init from the model's measured throughput and
     # `request_timeout_seconds` (see `limits.py`), at most OpenAI's 300,000.
