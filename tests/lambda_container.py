@@ -59,6 +59,7 @@ class Conditions:
     cpus: str = "0"
     read_only: bool = True
     user: str = LAMBDA_USER
+    cpu_quota: float | None = None  # CPUs' worth of time (`--cpus`), as Lambda's share of its host
 
     def run_flags(self) -> list[str]:
         flags = [
@@ -66,6 +67,8 @@ class Conditions:
             *("--memory", f"{self.memory_mb}m", "--memory-swap", f"{self.memory_mb}m"),
             *("--cpuset-cpus", self.cpus, "--tmpfs", f"/tmp:rw,size={TMP_MB}m,mode=1777"),
         ]
+        if self.cpu_quota is not None:
+            flags += ["--cpus", str(self.cpu_quota)]
         return [*flags, "--read-only"] if self.read_only else flags
 
 

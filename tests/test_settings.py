@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from embedding_engine import settings as settings_module
 from embedding_engine.errors import SettingsError
-from embedding_engine.settings import DEFAULT_MODEL_ID, Settings, bundled_model_path, variables
+from embedding_engine.settings import (
+    DEFAULT_MODEL_ID,
+    Settings,
+    bundled_model_path,
+    cgroup_cpu_quota,
+    variables,
+)
 
 
 def test_defaults_serve_the_bundled_model() -> None:
@@ -133,3 +140,45 @@ def test_the_readme_lists_every_setting_with_its_default() -> None:
             assert value == default, (
                 f"README says {name} defaults to {documented[name]}; the code: {code[name]!r}"
             )
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),  # cgroup v2, unlimited
+        ({"cpu.max": "170000 100000\n"}, 1.7),  # cgroup v2, `--cpus 1.7`
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, unlimited
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # v1
+        ({}, None),  # no cgroup file system
+    ],
+)
+def test_the_cgroup_cpu_quota_is_read_from_either_version(
+    tmp_path: Path, files: dict[str, str], quota: float | None
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path) == quota
+
+
+@pytest.mark.parametrize(
+    ("environ", "affinity", "quota", "threads"),
+    [
+        ({}, 2, None, 2),  # outside Lambda, no quota: the CPUs it may run on
+        ({}, 2, 1.0, 1),  # `docker run --cpus 1` shows 2 CPUs: one CPU's time
+        ({}, 2, 1.7, 1),
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769"}, 2, None, 1),  # Lambda shows 2 CPUs: 1 vCPU's time
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"}, 2, None, 1),  # 1.7 vCPUs' time: one whole
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}, 2, None, 2),  # two vCPUs' time
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048"}, 2, None, 1),  # 1.16
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"}, 2, None, 1),  # never fewer than one
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}, 6, None, 5),  # 5.8 vCPUs' time on 6 CPUs
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769", "TORCH_NUM_THREADS": "2"}, 2, None, 2),  # set: wins
+    ],
+)
+def test_torch_threads_follow_the_cpu_time_the_function_has(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], affinity: int, quota: float | None, threads: int
+) -> None:
+    monkeypatch.setattr(settings_module, "available_cpus", lambda: affinity)
+    monkeypatch.setattr(settings_module, "cgroup_cpu_quota", lambda: quota)
+    assert Settings.from_env(environ).torch_threads == threads

@@ -21,6 +21,8 @@ ALB_PAYLOAD_BYTES = 1024 * 1024
 RESPONSE_ENVELOPE_BYTES = 16 * 1024
 # API Gateway's integration timeout: an HTTP API gives up after 30 s, a REST API after 29 s.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 29.0
+# Lambda gives a function one vCPU's worth of CPU time per 1,769 MB of memory.
+LAMBDA_MB_PER_VCPU = 1769
 
 
 Reader = Callable[[Mapping[str, str], str, Any], Any]
@@ -40,6 +42,40 @@ def setting(
 def available_cpus() -> int:
     """The CPUs this process may run on (what Lambda allots, not the host's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs' worth of time the cgroup allows (`docker run --cpus`), or None when unlimited."""
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = (root / quota_file).read_text().split()
+            if period_file is not None:
+                fields.append((root / period_file).read_text().strip())
+        except OSError:
+            continue
+        quota, period = fields[0], fields[-1]
+        return None if quota in ("max", "-1") else int(quota) / int(period)
+    return None
+
+
+def cpu_share(env: Mapping[str, str]) -> float:
+    """CPUs' worth of time this process has: the fewest of the CPUs it may run on, its cgroup's
+    quota, and, in Lambda, the share its memory buys (Lambda shows 2 CPUs up to 3,008 MB)."""
+    shares = [float(available_cpus())]
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        shares.append(quota)
+    memory = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory.isdigit():
+        shares.append(int(memory) / LAMBDA_MB_PER_VCPU)
+    return min(shares)
+
+
+def _threads(env: Mapping[str, str], name: str, default: None) -> int:
+    """TORCH_NUM_THREADS, else one thread per whole CPU of `cpu_share`: a thread more than the share
+    overruns it and waits out each period throttled (`make bench`: at 1.7 CPUs' time, two threads
+    answered a short query in 61 ms against one thread's 19 ms, and batches at 31 against 52 inputs/s)."""
+    return _integer(env, name, None) or max(1, int(cpu_share(env)))
 
 
 def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -133,9 +169,8 @@ class Settings:
     max_document_chars: int = setting("MAX_DOCUMENT_CHARS", _integer, 2_000_000)
     max_document_chunks: int = setting("MAX_DOCUMENT_CHUNKS", _integer, 2_000)
     chunk_overlap_tokens: int = setting("CHUNK_OVERLAP_TOKENS", partial(_integer, minimum=0), 32)
-    # Torch's intra-op threads; by default the CPUs this process may run on (in Lambda they follow
-    # MemorySize: about one vCPU per 1,769 MB).
-    torch_threads: int = setting("TORCH_NUM_THREADS", _integer, factory=available_cpus)
+    # Torch's intra-op threads: by default, from the CPU time the function has (`cpu_share`).
+    torch_threads: int = setting("TORCH_NUM_THREADS", _threads)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
