@@ -27,13 +27,13 @@ $(VENV)/.installed: requirements-torch.txt requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.txt
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e 'layer[indexing,runtime,local]'
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e 'layer[indexing,runtime,onnx,local]'
 	touch $@
 
-# The hashed lock of layer/pyproject.toml (its dependencies, [indexing] and [runtime]) for every platform the image
+# The hashed lock of layer/pyproject.toml (its dependencies, [indexing], [runtime] and [onnx]) for every platform the image
 # and development use, keeping today's pins unless the declarations need others. torch and the CUDA
 # packages only PyPI's GPU build needs are left out (requirements-torch.txt). Needs PyPI.
-UV_COMPILE = $(BIN)/uv pip compile layer/pyproject.toml --extra indexing --extra runtime --universal --python-version 3.11 \
+UV_COMPILE = $(BIN)/uv pip compile layer/pyproject.toml --extra indexing --extra runtime --extra onnx --universal --python-version 3.11 \
 	--generate-hashes --index-url https://pypi.org/simple --custom-compile-command "make lock" --quiet \
 	$(foreach package,torch triton cuda-bindings cuda-pathfinder cuda-toolkit nvidia-cublas \
 	nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile \

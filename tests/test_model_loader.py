@@ -70,6 +70,7 @@ def test_the_primary_strategy_loads_on_the_cpu(source: str, expected: Any) -> No
     loaded = load_model(source)
     assert loaded.report.strategy == "cpu"
     assert loaded.report.failed_attempts == ()
+    assert isinstance(loaded.model, SentenceTransformer)
     assert {parameter.device.type for parameter in loaded.model.parameters()} == {"cpu"}
     assert set(loaded.report.timings_ms) == {"imports", "load", "warmup"}
     assert cosine_rows(loaded.model.encode(SENTENCES), expected).min() >= 0.9999
@@ -97,6 +98,7 @@ def test_the_fallback_recovers_with_equal_embeddings(
     [failure] = loaded.report.failed_attempts
     assert failure.strategy == "cpu"
     assert error_fragment in failure.error
+    assert isinstance(loaded.model, SentenceTransformer)
     assert not any(tensor.is_meta for tensor in loaded.model.parameters())
     assert cosine_rows(loaded.model.encode(SENTENCES), expected).min() >= 0.9999
 

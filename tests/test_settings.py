@@ -65,6 +65,7 @@ def test_values_are_parsed() -> None:
         ({"REQUEST_TIMEOUT_SECONDS": "soon"}, "is not a number of seconds"),
         ({"REQUEST_TIMEOUT_SECONDS": "0.5"}, "between 1 and 900"),
         ({"MAX_DOCUMENT_CHUNKS": "0"}, "MAX_DOCUMENT_CHUNKS=0 must be a positive integer"),
+        ({"BACKEND": "tensorflow"}, "BACKEND='tensorflow' must be one of: torch, onnx"),
     ],
 )
 def test_bad_values_fail_fast(environ: dict[str, str], fragment: str) -> None:

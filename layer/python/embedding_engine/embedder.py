@@ -19,6 +19,10 @@ from embedding_engine.tokens import tokenize
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from embedding_engine.onnx_model import OnnxModel
+
+    Model = SentenceTransformer | OnnxModel
+
 Vectors = npt.NDArray[np.float32]
 
 # An input is read up to max_seq_length x this many characters: English averages 4-5 characters per
@@ -56,12 +60,26 @@ class Throughput:
         return padded_tokens / self.tokens_per_second
 
 
+def raw_variant(model: Model) -> Model | None:
+    """`model` without its trailing normalisation, or None when it does not normalise. Only a
+    SentenceTransformer needs sentence-transformers (and torch) imported here."""
+    from embedding_engine.onnx_model import OnnxModel
+
+    if isinstance(model, OnnxModel):
+        return model.without_normalize() if model.normalize else None
+    from sentence_transformers.sentence_transformer.modules import Normalize
+
+    modules = list(model)
+    if modules and isinstance(modules[-1], Normalize):
+        return type(model)(modules=modules[:-1], device="cpu")
+    return None
+
+
 class Embedder:
-    """Wraps a loaded SentenceTransformer; encodes one batch at a time (the CPU has no spare cores)."""
+    """Wraps a loaded model, a SentenceTransformer or an `OnnxModel` (the ONNX Runtime backend);
+    encodes one batch at a time (the CPU has no spare cores)."""
 
-    def __init__(self, model: SentenceTransformer, *, model_id: str, batch_size: int = 32) -> None:
-        from sentence_transformers.sentence_transformer.modules import Normalize
-
+    def __init__(self, model: Model, *, model_id: str, batch_size: int = 32) -> None:
         self.model = model
         self.model_id = model_id
         self.batch_size = batch_size
@@ -72,15 +90,12 @@ class Embedder:
         self.special_tokens: int = int(self._tokenizer.num_special_tokens_to_add())
         self.throughput = Throughput(tokens_per_second=1000.0)  # until `measure_throughput`
         self._lock = threading.Lock()
-        modules = list(model)
-        # Without its trailing Normalize module, for callers that ask for raw (unnormalised) vectors.
-        self._raw_model: SentenceTransformer | None = None
-        if modules and isinstance(modules[-1], Normalize):
-            self._raw_model = type(model)(modules=modules[:-1], device="cpu")
+        # The model without its normalisation, for callers that ask for raw (unnormalised) vectors.
+        self._raw_model = raw_variant(model)
 
     @property
     def tokenizer(self) -> Any:
-        """The model's own Hugging Face tokenizer."""
+        """The model's own tokenizer: Hugging Face's, or its API over `tokenizers` (`RawTokenizer`)."""
         return self._tokenizer
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:

@@ -13,7 +13,7 @@ from embedding_engine.embedder import Embedder
 from embedding_engine.errors import StoreUnavailableError
 from embedding_engine.health import publish_init
 from embedding_engine.limits import default_max_total_tokens
-from embedding_engine.model_loader import WARMUP_TEXTS, LoadReport, load_model
+from embedding_engine.model_loader import WARMUP_TEXTS, LoadReport, load_model, load_onnx
 from embedding_engine.observability import logger
 from embedding_engine.settings import Settings
 
@@ -39,9 +39,12 @@ class Engine:
         `init_started` is `time.perf_counter()` at the very start of init, so that the module imports
         before this call count in the `imports` phase."""
         before_load = time.perf_counter()
-        loaded = load_model(
-            settings.model_source, threads=settings.torch_threads, defer_imports=settings.defer_imports
-        )
+        if settings.backend == "onnx":
+            loaded = load_onnx(settings.model_source, threads=settings.torch_threads)
+        else:
+            loaded = load_model(
+                settings.model_source, threads=settings.torch_threads, defer_imports=settings.defer_imports
+            )
         report = loaded.report
         timings = dict(report.timings_ms)
         timings["imports"] = round(timings["imports"] + elapsed_ms(init_started, before_load), 1)

@@ -19,6 +19,7 @@ def health_report(engine: Engine) -> dict[str, Any]:
     return {
         "status": "ok",
         "model": engine.embedder.model_id,
+        "backend": engine.settings.backend,
         "dimensions": engine.embedder.dimensions,
         "max_sequence_length": engine.embedder.max_seq_length,
         "torch_threads": engine.settings.torch_threads,

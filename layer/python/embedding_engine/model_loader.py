@@ -27,6 +27,10 @@ from embedding_engine.observability import logger
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from embedding_engine.onnx_model import OnnxModel
+
+    Model = SentenceTransformer | OnnxModel
+
 PROBE_TEXT = "Serverless embeddings: a probe sentence to prove the weights are real."
 WARMUP_TEXTS = (
     "warm-up",
@@ -57,7 +61,7 @@ class LoadReport:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: SentenceTransformer
+    model: Model
     report: LoadReport
 
 
@@ -98,12 +102,18 @@ _load_lock = threading.Lock()
 def verify_model(model: SentenceTransformer) -> None:
     """Raise `ModelCheckError` unless every tensor is real and a probe encodes to a finite,
     non-zero vector of the model's dimension."""
-    import numpy as np
-
     tensors = chain(model.named_parameters(), model.named_buffers())
     on_meta = [name for name, tensor in tensors if tensor.is_meta]
     if on_meta:
         raise ModelCheckError(f"{len(on_meta)} tensors on the meta device, first {on_meta[0]!r}")
+    check_probe(model)
+
+
+def check_probe(model: Model) -> None:
+    """Raise `ModelCheckError` unless a probe encodes to a finite, non-zero vector of the model's
+    dimension."""
+    import numpy as np
+
     dimension = model.get_embedding_dimension()
     try:
         vector = model.encode([PROBE_TEXT], convert_to_numpy=True)
@@ -115,7 +125,7 @@ def verify_model(model: SentenceTransformer) -> None:
         raise ModelCheckError("probe embedding is not finite or is all zeros")
 
 
-def warm_up(model: SentenceTransformer) -> None:
+def warm_up(model: Model) -> None:
     """Run forward passes of the shapes real requests use, so the first request is not slower."""
     model.encode(list(WARMUP_TEXTS), convert_to_numpy=True)
     model.encode([WARMUP_TEXTS[1]], convert_to_numpy=True)
@@ -183,6 +193,26 @@ def load_model(
             "Check that torch is the CPU build pinned in requirements.txt, that nothing sets torch's "
             "default device to 'meta', and that the model folder holds its weights."
         )
+
+
+def load_onnx(source: str, *, threads: int | None = None) -> LoadedModel:
+    """The ONNX Runtime backend: load the folder's `onnx/model.onnx`, check a probe, warm it up.
+    Nothing imports torch. Raises `ModelLoadError`."""
+    started = time.perf_counter()
+    from embedding_engine.onnx_model import load_onnx_model
+
+    imported = time.perf_counter()
+    model = load_onnx_model(source, threads=threads or 1)
+    check_probe(model)
+    loaded = time.perf_counter()
+    warm_up(model)
+    timings = {
+        "imports": elapsed_ms(started, imported),
+        "load": elapsed_ms(imported, loaded),
+        "warmup": elapsed_ms(loaded),
+    }
+    logger.info("model ready", extra={"strategy": "onnx", "fallback": False, "timings_ms": timings})
+    return LoadedModel(model=model, report=LoadReport(source, "onnx", (), timings))
 
 
 def _summarize(exc: BaseException) -> str:

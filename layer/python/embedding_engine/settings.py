@@ -94,6 +94,13 @@ def _api_keys(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tu
     return keys or default
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, *, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of: {', '.join(choices)}.")
+    return value
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -141,6 +148,8 @@ class Settings:
     model_source: str
     model_id: str
     strict_model: bool = setting("STRICT_MODEL", _flag, False)
+    # torch (sentence-transformers), or onnx: ONNX Runtime on the model folder's onnx/model.onnx.
+    backend: str = setting("BACKEND", partial(_choice, choices=("torch", "onnx")), "torch")
     # scikit-learn and SciPy are imported by sentence-transformers, never used to embed (deferred_imports.py).
     defer_imports: bool = setting("DEFER_IMPORTS", _flag, True)
     max_inputs: int = setting("MAX_INPUTS", _integer, 2048)
