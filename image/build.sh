@@ -5,7 +5,7 @@
 # when missing and this is a Debian machine run as root). The base is BASE_IMAGE when the engine has
 # it or can pull it; otherwise a Lambda-like base made here from Debian packages (debootstrap), once.
 # The wheels are downloaded on this host with pip for the base's Python, and the model comes from a
-# local folder (MODEL_DIR, by default the bundled all-MiniLM-L6-v2): the build itself runs with
+# local folder (MODEL_DIR, by default the bundled all-MiniLM-L6-v2 with its ONNX export): the build runs with
 # `--network none`. Dangling images left by earlier builds are pruned afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,8 +110,16 @@ model_dir() {
     echo "${MODEL_DIR}"
     return
   fi
-  "${PYTHON}" -c 'from embedding_engine.settings import bundled_model_path as p; print(p() or "")' \
-    | grep . || fail "no model folder: set MODEL_DIR (and MODEL_ID), or make install for the bundled one"
+  local bundled exported=.cache/models/all-MiniLM-L6-v2-onnx
+  bundled="$("${PYTHON}" -c 'from embedding_engine.settings import bundled_model_path as p; print(p() or "")')"
+  [ -n "${bundled}" ] || fail "no model folder: set MODEL_DIR (and MODEL_ID), or make install for the bundled one"
+  # With onnx/model.onnx beside the weights, the image serves either backend (BACKEND=onnx).
+  if [ ! -f "${exported}/onnx/model.onnx" ] || [ "${bundled}/modules.json" -nt "${exported}/onnx/model.onnx" ]; then
+    say "exporting the bundled model to ONNX into ${exported}"
+    rm -rf "${exported}"
+    "${PYTHON}" -m embedding_engine.onnx_export "${bundled}" "${exported}" >&2
+  fi
+  echo "${exported}"
 }
 
 mkdir -p "${BUILD_DIR}"

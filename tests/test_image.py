@@ -192,3 +192,24 @@ def test_nothing_is_written_outside_tmp_and_the_code_is_read_only(
         writable_code = container.run("find", "/opt/model", "/opt/python", "/var/task", "-writable")
     assert written == [], written
     assert writable_code.split() == []
+
+
+def test_backend_onnx_serves_the_models_vectors_without_torch(
+    tmp_path: Path, aws: Aws, tcp_database: str, reference_model: Any
+) -> None:
+    """The same image with BACKEND=onnx (the model folder carries onnx/model.onnx): the runtime
+    process never maps torch's library, and answers with the model's vectors."""
+    env = {**function_env(aws, tcp_database), "BACKEND": "onnx"}
+    with lambda_container(tmp_path / "function.log", ONE_CPU, env) as container:
+        event = load_event("apigw_http_v2")
+        body = body_of(container.invoke(event))
+        health = body_of(container.invoke(load_event("apigw_http_v2_health")))
+        libraries = container.run(
+            "sh", "-c", "cat /proc/[0-9]*/maps 2>/dev/null | grep -o '[^/]*\\.so[^ ]*' | sort -u"
+        )
+    assert (health["backend"], health["load_strategy"]) == ("onnx", "onnx")
+    assert "libonnxruntime" in libraries
+    assert "libtorch" not in libraries
+    texts = request_payload(event)["input"]
+    vectors = [item["embedding"] for item in body["data"]]
+    assert cosine_rows(vectors, reference_model.encode(texts)).min() >= MIN_COSINE
