@@ -167,13 +167,14 @@ def test_the_cgroup_cpu_quota_is_read_from_either_version(
     [
         ({}, 2, None, 2),  # outside Lambda, no quota: the CPUs it may run on
         ({}, 2, 1.0, 1),  # `docker run --cpus 1` shows 2 CPUs: one CPU's time
-        ({}, 2, 1.7, 1),
+        ({}, 2, 1.7, 2),
+        ({}, 2, 1.4, 1),
         ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769"}, 2, None, 1),  # Lambda shows 2 CPUs: 1 vCPU's time
-        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"}, 2, None, 1),  # 1.7 vCPUs' time: one whole
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"}, 2, None, 2),  # 1.7 vCPUs' time
         ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}, 2, None, 2),  # two vCPUs' time
         ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048"}, 2, None, 1),  # 1.16
         ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"}, 2, None, 1),  # never fewer than one
-        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}, 6, None, 5),  # 5.8 vCPUs' time on 6 CPUs
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}, 6, None, 6),  # 5.8 vCPUs' time on 6 CPUs
         ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769", "TORCH_NUM_THREADS": "2"}, 2, None, 2),  # set: wins
     ],
 )
