@@ -85,5 +85,10 @@ image-test: image  ## boot the image as Lambda does and replay the real events (
 clean:  ## remove the virtualenv and tool caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* build
 
+BENCH_ENV = $(PRELOAD) POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_LOG_LEVEL=WARNING
+
 bench: install jemalloc  ## measure speed and memory side by side; writes bench/results/ (hours)
-	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true POWERTOOLS_LOG_LEVEL=WARNING $(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BENCH_ENV) $(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BENCH_ENV) $(BIN)/python -m bench.backends
+	$(BENCH_ENV) $(BIN)/python -m bench.init
+	$(BENCH_ENV) $(BIN)/python -m bench.threads

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from bench.memory import table as memory_table
@@ -204,29 +203,3 @@ def table(results: dict[str, Any]) -> str:
     passed = sum(met.values())
     lines += ["", f"Targets met: {passed}/{len(met)}."]
     return "\n".join(lines)
-
-
-def plot_throughput(reports: list[dict[str, Any]], path: Path) -> Path | None:
-    """Inputs/s by batch size, per model and path, when matplotlib happens to be installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    figure, axes = plt.subplots(figsize=(7, 4))
-    for report in reports:
-        batches = report["throughput"]["batches"]
-        sizes = [int(size) for size in batches]
-        name = report["model"].rsplit("/", 1)[-1]
-        for key, style in (("encode_per_s", ":"), ("float_per_s", "-"), ("base64_per_s", "--")):
-            label = f"{name} {key.removesuffix('_per_s')}"
-            axes.plot(sizes, [batch[key] for batch in batches.values()], style, marker="o", label=label)
-    axes.set(xscale="log", xlabel="batch size (inputs)", ylabel="inputs per second")
-    axes.set_xticks(sizes, [str(size) for size in sizes])
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path

@@ -25,7 +25,8 @@ from typing import Any
 
 from bench.memory import measure_memory
 from bench.memory import targets as memory_targets
-from bench.report import plot_throughput, table, targets
+from bench.plots import plot_throughput
+from bench.report import table, targets
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
