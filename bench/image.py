@@ -25,8 +25,8 @@ from bench.run import LOGS, PLAN, REPO, RESULTS, busy_seconds
 from helpers import load_event, log_records
 from lambda_container import IMAGE, Conditions, container_command, engine, lambda_container
 
-CPUS = {"1": "0", "2": "0-1"}  # CPUs -> the container's cpuset
-MEMORY_MB = 2048
+# CPUs -> the container's cpuset and MemorySize: Lambda's share, one vCPU's worth per 1,769 MB.
+CPUS = {"1": ("0", 1769), "2": ("0-1", 3538)}
 CEILING = 300.0  # seconds: a ceiling on any wait, never an expectation of speed
 MB = 1e6  # decimal megabytes, as the engines print image sizes
 COLUMNS = ("CPUs", "Init", "Imports", "Load", "First request", "Steady", "First/steady", "Peak RSS")
@@ -69,12 +69,12 @@ def image_size() -> dict[str, Any]:
     return {"parts": parts, "total": sum(parts.values()), "layers": layers}
 
 
-def boot_once(cpus: str, *, steady: int, log_path: Path) -> dict[str, Any]:
+def boot_once(cpus: str, memory_mb: int, *, steady: int, log_path: Path) -> dict[str, Any]:
     """One fresh container on `cpus`: init, the first request, `steady` more, then /health."""
     event = load_event("apigw_http_v2")
     others = [name for name in container_command("ps", "--format", "{{.Names}}").split() if name]
     busy_before, wall_before = busy_seconds(), time.monotonic()
-    with lambda_container(log_path, Conditions(memory_mb=MEMORY_MB, cpus=cpus)) as container:
+    with lambda_container(log_path, Conditions(memory_mb=memory_mb, cpus=cpus)) as container:
         deadline = time.monotonic() + CEILING
         while container.api.first_next_at is None:  # timed by the Runtime API itself, not this loop
             if container.process.poll() is not None or time.monotonic() > deadline:
@@ -134,8 +134,9 @@ def measure_boots(*, repetitions: int, steady: int, log_dir: Path) -> dict[str, 
     log_dir.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in CPUS}
     for repetition in range(1, repetitions + 1):
-        for label, cpuset in CPUS.items():
-            run = boot_once(cpuset, steady=steady, log_path=log_dir / f"cpus{label}-{repetition}.log")
+        for label, (cpuset, memory_mb) in CPUS.items():
+            log_path = log_dir / f"cpus{label}-{repetition}.log"
+            run = boot_once(cpuset, memory_mb, steady=steady, log_path=log_path)
             runs[label].append(run)
             print(
                 f"  image {label} CPU {repetition}/{repetitions}: init {run['init_s']:.1f} s, first "
@@ -145,7 +146,8 @@ def measure_boots(*, repetitions: int, steady: int, log_dir: Path) -> dict[str, 
                 flush=True,
             )
     summaries = {label: summarize(label_runs) for label, label_runs in runs.items()}
-    return {"memory_mb": MEMORY_MB, "repetitions": repetitions, "steady_requests": steady, "cpus": summaries}
+    memory = {label: memory_mb for label, (_, memory_mb) in CPUS.items()}
+    return {"memory_mb": memory, "repetitions": repetitions, "steady_requests": steady, "cpus": summaries}
 
 
 def megabytes(size: int) -> str:
@@ -163,7 +165,7 @@ def table(results: dict[str, Any]) -> str:
         *(markdown_row(part, megabytes(size["parts"][part])) for part in PARTS if size["parts"][part]),
         markdown_row("**total**", f"**{megabytes(size['total'])}**"),
         "",
-        f"Fresh containers at {boot['memory_mb']} MB, medians of {boot['repetitions']} per setting "
+        f"Fresh containers (1 CPU at 1,769 MB, 2 at 3,538 MB), medians of {boot['repetitions']} per setting "
         f"(alternating); steady: the median of {boot['steady_requests']} requests after the first.",
         "",
         markdown_row(*COLUMNS),
