@@ -11,7 +11,9 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench.plots import PHASES, plot_init
@@ -37,11 +39,16 @@ def boot(conditions: Conditions, env: dict[str, str], label: str) -> dict[str, A
     return {"init_s": round(init_s, 3), "phases_ms": record["timings_ms"]}
 
 
-def run(repetitions: int) -> dict[str, Any]:
+def run(repetitions: int, model_dir: Path | None = None, model_id: str = "") -> dict[str, Any]:
+    """Alternating boots; with `model_dir` (holding onnx/model.onnx too), that model, mounted read-only."""
+    model_env = {"MODEL_PATH": "/opt/other-model", "MODEL_ID": model_id} if model_dir else {}
+    mounts = (f"{model_dir.resolve()}:/opt/other-model:ro",) if model_dir else ()
     runs: dict[str, list[dict[str, Any]]] = {}
     for repetition in range(repetitions):
-        for setting, conditions in SETTINGS.items():
-            for backend, env in BACKENDS.items():
+        for setting, base_conditions in SETTINGS.items():
+            conditions = replace(base_conditions, mounts=mounts)
+            for backend, backend_env in BACKENDS.items():
+                env = {**backend_env, **model_env}
                 key = f"{setting}: {backend}"
                 result = boot(
                     conditions, env, f"{key.replace(' ', '_').replace(',', '').replace(':', '')}-{repetition}"
@@ -66,7 +73,15 @@ def run(repetitions: int) -> dict[str, Any]:
         for setting in SETTINGS
         for backend in ("torch", "onnx")
     }
-    return {"image": IMAGE, "repetitions": repetitions, "medians": medians, "ratios": ratios, "runs": runs}
+    model = model_id or "the image's"
+    return {
+        "image": IMAGE,
+        "model": model,
+        "repetitions": repetitions,
+        "medians": medians,
+        "ratios": ratios,
+        "runs": runs,
+    }
 
 
 def table(results: dict[str, Any]) -> str:
@@ -86,17 +101,20 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--model-dir", type=Path, help="another model folder (with onnx/model.onnx)")
+    parser.add_argument("--model-id", default="", help="the name that model answers with")
     args = parser.parse_args()
     try:
         container_command("image", "inspect", IMAGE)
     except (RuntimeError, OSError) as error:
         print(f"{__name__}: skipped, no image {IMAGE} to measure (`make image` first): {error}")
         return
-    results = run(args.repetitions)
+    results = run(args.repetitions, args.model_dir, args.model_id)
     date = datetime.now(UTC).date().isoformat()
-    out = RESULTS / f"{date}-init.json"
+    suffix = f"-{args.model_id.rsplit('/', 1)[-1]}" if args.model_dir else ""
+    out = RESULTS / f"{date}-init{suffix}.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    figure = plot_init(results, RESULTS / f"{date}-init.png")
+    figure = plot_init(results, RESULTS / f"{date}-init{suffix}.png")
     print(table(results))
     print(f"written to {out} and {figure}")
 

@@ -60,6 +60,7 @@ class Conditions:
     read_only: bool = True
     user: str = LAMBDA_USER
     cpu_quota: float | None = None  # CPUs' worth of time (`--cpus`), as Lambda's share of its host
+    mounts: tuple[str, ...] = ()  # `--volume` specifications, e.g. another model folder, read-only
 
     def run_flags(self) -> list[str]:
         flags = [
@@ -69,6 +70,7 @@ class Conditions:
         ]
         if self.cpu_quota is not None:
             flags += ["--cpus", str(self.cpu_quota)]
+        flags += [option for mount in self.mounts for option in ("--volume", mount)]
         return [*flags, "--read-only"] if self.read_only else flags
 
 
