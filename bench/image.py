@@ -23,7 +23,7 @@ from typing import Any
 from bench.report import markdown_row
 from bench.run import LOGS, PLAN, REPO, RESULTS, busy_seconds
 from helpers import load_event, log_records
-from lambda_container import IMAGE, Conditions, container_command, engine, lambda_container
+from lambda_container import IMAGE, Conditions, container_command, engine, image_missing, lambda_container
 
 # CPUs -> the container's cpuset and MemorySize: Lambda's share, one vCPU's worth per 1,769 MB.
 CPUS = {"1": ("0", 1769), "2": ("0-1", 3538)}
@@ -191,11 +191,10 @@ def table(results: dict[str, Any]) -> str:
 def image_report(quick: bool, date: str) -> tuple[str, Path | None, bool]:
     """Measure the image and write bench/results/<date>-image[-quick].json: (Markdown, the file,
     failed). Without an engine or the image: one line saying so, no file, not a failure."""
-    try:
-        identity = container_command("image", "inspect", "--format", "{{.Id}}|{{.Created}}", IMAGE)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
-        reason = (str(error).strip().splitlines() or ["?"])[-1][:200]
-        return f"image: skipped, no {IMAGE} to measure (`make image` first): {reason}", None, False
+    missing = image_missing()
+    if missing:
+        return f"image: skipped, {missing}", None, False
+    identity = container_command("image", "inspect", "--format", "{{.Id}}|{{.Created}}", IMAGE)
     plan = PLAN["quick" if quick else "full"]
     started, load_before = time.perf_counter(), round(os.getloadavg()[0], 2)
     print(f"image {IMAGE}: measuring (logs in {(LOGS / 'image').relative_to(REPO)}/)", file=sys.stderr)

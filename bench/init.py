@@ -19,7 +19,7 @@ from typing import Any
 from bench.plots import PHASES, plot_init
 from bench.run import LOGS, RESULTS
 from helpers import load_event, log_records
-from lambda_container import IMAGE, Conditions, container_command, lambda_container
+from lambda_container import IMAGE, Conditions, image_missing, lambda_container
 
 SETTINGS = {"1 CPU": Conditions(memory_mb=1769, cpus="0"), "2 CPUs": Conditions(memory_mb=3538, cpus="0-1")}
 BACKENDS = {
@@ -104,10 +104,9 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, help="another model folder (with onnx/model.onnx)")
     parser.add_argument("--model-id", default="", help="the name that model answers with")
     args = parser.parse_args()
-    try:
-        container_command("image", "inspect", IMAGE)
-    except (RuntimeError, OSError) as error:
-        print(f"{__name__}: skipped, no image {IMAGE} to measure (`make image` first): {error}")
+    missing = image_missing()
+    if missing:
+        print(f"bench.init: skipped, {missing}")
         return
     results = run(args.repetitions, args.model_dir, args.model_id)
     date = datetime.now(UTC).date().isoformat()

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.run import LOGS, RESULTS
 from helpers import http_api_event, load_event
-from lambda_container import IMAGE, Conditions, container_command, lambda_container
+from lambda_container import Conditions, image_missing, lambda_container
 
 QUOTAS = (1.0, 1.7, 2.0)
 THREADS = (1, 2)
@@ -85,10 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
-    try:
-        container_command("image", "inspect", IMAGE)
-    except (RuntimeError, OSError) as error:
-        print(f"{__name__}: skipped, no image {IMAGE} to measure (`make image` first): {error}")
+    missing = image_missing()
+    if missing:
+        print(f"bench.threads: skipped, {missing}")
         return
     results = run(args.repetitions)
     out = RESULTS / f"{datetime.now(UTC).date().isoformat()}-threads.json"

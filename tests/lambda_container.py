@@ -50,6 +50,16 @@ def container_command(*args: str) -> str:
     return done.stdout
 
 
+def image_missing() -> str | None:
+    """Why the image cannot be run here (no engine, or no image), or None when it can."""
+    try:
+        container_command("image", "inspect", IMAGE)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        reason = (str(error).strip().splitlines() or ["?"])[-1][:200]
+        return f"no image {IMAGE} to run (`make image` first): {reason}"
+    return None
+
+
 @dataclass(frozen=True)
 class Conditions:
     """What Lambda gives the function: memory (MB), CPUs (a cpuset such as "0" or "0-1"), a user
