@@ -151,6 +151,7 @@ def test_the_readme_lists_every_setting_with_its_default() -> None:
         ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, unlimited
         ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # v1
         ({}, None),  # no cgroup file system
+        ({"cpu.max": "\n"}, None),  # unreadable: as if unlimited, never a failed init
     ],
 )
 def test_the_cgroup_cpu_quota_is_read_from_either_version(

@@ -51,10 +51,10 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
             fields = (root / quota_file).read_text().split()
             if period_file is not None:
                 fields.append((root / period_file).read_text().strip())
-        except OSError:
+            quota, period = fields[0], fields[-1]
+            return None if quota in ("max", "-1") else int(quota) / int(period)
+        except (OSError, IndexError, ValueError, ZeroDivisionError):  # absent or unreadable: no quota
             continue
-        quota, period = fields[0], fields[-1]
-        return None if quota in ("max", "-1") else int(quota) / int(period)
     return None
 
 
