@@ -158,7 +158,7 @@ def test_chunks_are_identical(
     assert len(ours) > 5 and ours == theirs
 
 
-@pytest.mark.integration
+@pytest.mark.integration  # a subprocess
 def test_loading_and_encoding_import_no_torch(onnx_dir: Path) -> None:
     script = (
         "import sys\n"
@@ -227,6 +227,7 @@ def test_other_pooling_modes_match_sentence_transformers(tmp_path: Path, onnx_di
     assert cosine_rows(ours, theirs).min() >= 0.9999
 
 
+@pytest.mark.integration  # a subprocess
 def test_the_function_on_backend_onnx_inits_without_torch_and_serves_its_vectors(
     onnx_dir: Path, reference_model: Any
 ) -> None:
