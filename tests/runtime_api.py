@@ -240,9 +240,19 @@ LAYER_DIR = REPO / "layer" / "python"  # /opt/python in the image
 # too, so the function logs at Powertools' defaults, as in Lambda).
 NOT_INHERITED = (
     *("AWS_", "LAMBDA_", "_LAMBDA_", "_HANDLER", "MODEL_", "API_KEYS", "STRICT_MODEL", "PYTHON"),
-    *("POWERTOOLS_", "DATABASE_"),
+    *("POWERTOOLS_", "DATABASE_", "BACKEND", "DEFER_IMPORTS", "TORCH_NUM_THREADS"),
 )
 PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def inherited_environment() -> dict[str, str]:
+    """This process's environment without what a function's process would not get (NOT_INHERITED,
+    proxies); coverage's variables stay, so that subprocesses are measured too."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(NOT_INHERITED) and name.lower() not in PROXIES
+    }
 
 
 def lambda_variables(runtime_api: str, *, memory_mb: int = 2048) -> dict[str, str]:
@@ -264,11 +274,7 @@ def lambda_environment(
 ) -> dict[str, str]:
     """What Lambda gives a function's process (run it with cwd FUNCTION_DIR), with this Runtime API
     and no network: the layer on PYTHONPATH, as /opt/python is in the image."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(NOT_INHERITED) and name.lower() not in PROXIES
-    }
+    env = inherited_environment()
     env.update(
         lambda_variables(runtime_api),
         LAMBDA_TASK_ROOT=str(FUNCTION_DIR),

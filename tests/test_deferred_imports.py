@@ -5,14 +5,17 @@ it. Each case runs in a fresh interpreter, where the imports really happen."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runtime_api import LAYER_DIR
+from embedding_engine import deferred_imports
+from runtime_api import LAYER_DIR, inherited_environment
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +54,7 @@ def run(defer: str, then: str = "nothing") -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PYTHONPATH": str(LAYER_DIR), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        env={**inherited_environment(), "PYTHONPATH": str(LAYER_DIR), "HF_HUB_OFFLINE": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
@@ -85,3 +88,39 @@ def test_a_deferred_module_loads_when_it_is_used_and_works() -> None:
     assert used["coo_after"] is True  # a real SciPy matrix, checked against the real class
     assert used["norm_cdf_0"] == 0.5  # a submodule imported afresh, from the real package
     assert used["real_after"] == {"sklearn": True, "scipy": True}
+
+
+def test_stand_ins_load_the_real_module_on_first_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mechanism on a package of its own: nothing runs while deferred; each kind of use loads it."""
+    package = tmp_path / "deferredpkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("import os\nos.environ['DEFERREDPKG_LOADED'] = '1'\n")
+    (package / "sub" / "__init__.py").write_text(
+        "class Thing:\n    kind = 'real'\n\ndef double(x):\n    return 2 * x\n"
+    )
+    (package / "other.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(deferred_imports, "DEFERRED", ("deferredpkg",))
+    monkeypatch.delenv("DEFERREDPKG_LOADED", raising=False)
+
+    with deferred_imports.deferring():
+        from deferredpkg.sub import Thing, double
+
+        annotation = Thing | None
+    assert "DEFERREDPKG_LOADED" not in os.environ  # nothing of it ran
+    assert not isinstance(object(), Thing)  # no instance can exist: still nothing loaded
+    assert "DEFERREDPKG_LOADED" not in os.environ
+    assert annotation is not None and "deferred deferredpkg.sub.Thing" in repr(Thing)
+
+    assert double(21) == 42  # a call loads it
+    assert os.environ["DEFERREDPKG_LOADED"] == "1"
+    assert Thing.kind == "real"  # an attribute
+    assert isinstance(Thing.resolve()(), Thing)  # checked against the real class now
+
+    class Subclass(Thing):  # type: ignore[misc]
+        pass
+
+    assert Subclass.kind == "real"
+    import deferredpkg.other  # a submodule never seen: the real one
+
+    assert deferredpkg.other.VALUE == 42

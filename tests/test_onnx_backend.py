@@ -21,6 +21,7 @@ from embedding_engine.indexing.chunking import chunk_text
 from embedding_engine.onnx_model import ONNX_FILE, OnnxModel, load_onnx_model
 from embedding_engine.settings import bundled_model_path
 from helpers import cosine_rows, load_event, request_payload
+from runtime_api import inherited_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = bundled_model_path()
@@ -245,7 +246,7 @@ def test_the_function_on_backend_onnx_inits_without_torch_and_serves_its_vectors
         "'heavy': heavy}))\n"
     )
     env = {
-        "PATH": "/usr/bin:/bin",
+        **inherited_environment(),
         "PYTHONPATH": str(ROOT / "layer" / "python"),
         "MODEL_PATH": str(onnx_dir),
         "BACKEND": "onnx",
