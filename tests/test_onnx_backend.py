@@ -23,6 +23,9 @@ from embedding_engine.settings import bundled_model_path
 from helpers import cosine_rows, load_event, request_payload
 from runtime_api import inherited_environment
 
+# Exporting the model (torch.onnx, about 10 s a session) keeps this module out of `make test-fast`.
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = bundled_model_path()
 HEAVY = ("torch", "transformers", "sentence_transformers", "sklearn", "scipy")
@@ -140,7 +143,6 @@ def test_chunks_are_identical(
     assert len(ours) > 5 and ours == theirs
 
 
-@pytest.mark.integration  # a subprocess
 def test_loading_and_encoding_import_no_torch(onnx_dir: Path) -> None:
     script = (
         "import sys\n"
@@ -209,7 +211,6 @@ def test_other_pooling_modes_match_sentence_transformers(tmp_path: Path, onnx_di
     assert cosine_rows(ours, theirs).min() >= 0.9999
 
 
-@pytest.mark.integration  # a subprocess
 def test_the_function_on_backend_onnx_inits_without_torch_and_serves_its_vectors(
     onnx_dir: Path, reference_model: Any
 ) -> None:
