@@ -11,7 +11,7 @@
 #   BASE_IMAGE       the base image (a registry mirror's, or a local one);
 #   WHEELS_SOURCE    index: download from PIP_INDEX_URL (and torch from TORCH_INDEX_URL);
 #                    context: the wheel files of `--build-context wheels=DIR`;
-#   MODEL_SOURCE     hub: download MODEL_ID from HF_ENDPOINT;
+#   MODEL_SOURCE     hub: download MODEL_ID from HF_ENDPOINT (with its onnx/model.onnx if WITH_ONNX=true);
 #                    context: the model folder of `--build-context model=DIR` (MODEL_ID names it).
 # Either way every wheel is checked against the lock's hashes (torch against its pin).
 ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12
@@ -39,14 +39,18 @@ FROM ${BASE_IMAGE} AS model-hub
 ARG MODEL_ID=sentence-transformers/all-mpnet-base-v2
 ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG HF_ENDPOINT=https://huggingface.co
+# true: also the model's own onnx/model.onnx (sentence-transformers models on the hub have one), for
+# BACKEND=onnx; its optimised and quantised variants never.
+ARG WITH_ONNX=false
 COPY requirements.txt /tmp/
 RUN hub="$(sed -n 's/^huggingface-hub==\([^ ]*\).*/\1/p' /tmp/requirements.txt)" \
- && python3 -m pip install --no-cache-dir --target /tmp/hub --index-url "${PIP_INDEX_URL}" \
+ && PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir --target /tmp/hub --index-url "${PIP_INDEX_URL}" \
       "huggingface-hub==${hub}" \
  && PYTHONPATH=/tmp/hub HF_ENDPOINT="${HF_ENDPOINT}" python3 -c "import sys; \
 from huggingface_hub import snapshot_download; \
+onnx = ['onnx/model_*'] if sys.argv[2] == 'true' else ['*.onnx', 'onnx/*']; \
 snapshot_download(sys.argv[1], local_dir='/opt/model', \
-ignore_patterns=['*.bin', '*.h5', '*.msgpack', '*.ot', '*.onnx', 'onnx/*', 'openvino/*'])" "${MODEL_ID}" \
+ignore_patterns=['*.bin', '*.h5', '*.msgpack', '*.ot', 'openvino/*', *onnx])" "${MODEL_ID}" "${WITH_ONNX}" \
  && rm -rf /opt/model/.cache /tmp/hub \
  && chmod -R a=rX /opt/model
 

@@ -65,7 +65,7 @@ def test_the_code_goes_where_lambda_looks_whatever_the_base() -> None:
 def test_every_input_from_elsewhere_is_a_build_argument() -> None:
     arguments = {arg.split("=")[0] for arg in instruction_args("ARG")}
     assert {"BASE_IMAGE", "WHEELS_SOURCE", "MODEL_SOURCE", "PIP_INDEX_URL", "TORCH_INDEX_URL"} <= arguments
-    assert {"MODEL_ID", "HF_ENDPOINT"} <= arguments
+    assert {"MODEL_ID", "HF_ENDPOINT", "WITH_ONNX"} <= arguments
     names = set(stages())
     for source, choices in {
         "WHEELS_SOURCE": ("index", "context"),
