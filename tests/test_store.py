@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -164,3 +165,20 @@ def test_database_url_from_a_secret() -> None:
     assert database_url_from_secret(rds) == "postgresql://app:p%40ss%3Aw%2Frd@proxy.internal:5432/rag"
     with pytest.raises(SettingsError, match="RDS-style JSON"):
         database_url_from_secret('{"host": "x"}')
+
+
+def test_k_is_honoured_up_to_its_maximum(store: ChunkStore, engine: Any) -> None:
+    """An HNSW scan returns at most `hnsw.ef_search` rows (40 by default), whatever the LIMIT: the
+    search widens it to `k`, so asking for the maximum of 100 gets 100 when 100 exist."""
+    generator = np.random.default_rng(7)
+    dimensions = engine.embedder.dimensions
+    for document in range(3):
+        vectors = generator.normal(size=(100, dimensions)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        chunks = [StoredChunk(index=i, text=f"chunk {i}", embedding=v) for i, v in enumerate(vectors)]
+        store.replace_document(
+            f"s3://docs/{document}.txt", sequencer="1", version=None, chunks=chunks, metadata={}
+        )
+    [query] = engine.embedder.embed(["anything at all"])
+    assert len(store.search(query, k=100, source_prefix=None)) == 100
+    assert len(store.search(query, k=100, source_prefix="s3://docs/1")) == 100

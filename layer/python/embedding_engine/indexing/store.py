@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from embedding_engine.errors import StoreUnavailableError
@@ -23,6 +24,7 @@ from embedding_engine.observability import logger
 
 T = TypeVar("T")
 SEQUENCER_WIDTH = 64
+DEFAULT_EF_SEARCH = 40  # pgvector's default hnsw.ef_search
 
 
 def normalize_sequencer(sequencer: str) -> str:
@@ -161,6 +163,9 @@ class ChunkStore:
 
         def read(connection: psycopg.Connection[Any]) -> list[SearchHit]:
             with connection.transaction():
+                # An HNSW scan yields at most ef_search rows (40 by default) whatever the LIMIT.
+                ef_search = sql.Literal(max(k, DEFAULT_EF_SEARCH))
+                connection.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
                 if source_prefix:
                     # Filtered HNSW scans keep going until k rows pass the filter (pgvector >= 0.8).
                     connection.execute("SET LOCAL hnsw.iterative_scan = strict_order")
