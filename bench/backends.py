@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plots import plot_backends
+from bench.report import markdown_row
 from bench.run import REPO, RESULTS
 from embedding_engine.embedder import Embedder
 from embedding_engine.model_loader import load_model, load_onnx
@@ -67,12 +68,16 @@ def run(rounds: int, repeats: int) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| Batch | torch | onnx | onnx ÷ torch (time) |", "| ---: | ---: | ---: | ---: |"]
+    lines = [markdown_row("Batch", "torch", "onnx", "onnx ÷ torch (time)"), markdown_row(*["---:"] * 4)]
     for size in map(str, BATCHES):
         torch, onnx = results["medians"]["torch"][size], results["medians"]["onnx"][size]
         lines.append(
-            f"| {size} | {torch['ms']:.1f} ms ({torch['inputs_per_s']:.0f}/s) | "
-            f"{onnx['ms']:.1f} ms ({onnx['inputs_per_s']:.0f}/s) | {onnx['ms'] / torch['ms']:.2f} |"
+            markdown_row(
+                size,
+                f"{torch['ms']:.1f} ms ({torch['inputs_per_s']:.0f}/s)",
+                f"{onnx['ms']:.1f} ms ({onnx['inputs_per_s']:.0f}/s)",
+                f"{onnx['ms'] / torch['ms']:.2f}",
+            )
         )
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plots import PHASES, plot_init
+from bench.report import markdown_row
 from bench.run import LOGS, RESULTS
 from helpers import load_event, log_records
 from lambda_container import IMAGE, Conditions, image_missing, lambda_container
@@ -86,13 +87,15 @@ def run(repetitions: int, model_dir: Path | None = None, model_id: str = "") -> 
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| CPUs: backend | Init | Imports | Load | Warm-up + throughput |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        markdown_row("CPUs: backend", "Init", "Imports", "Load", "Warm-up + throughput"),
+        markdown_row("---", *["---:"] * 4),
     ]
     for key, m in results["medians"].items():
+        warm = m["warmup_ms"] + m["throughput_ms"]
         lines.append(
-            f"| {key} | {m['init_s']:.2f} s | {m['imports_ms']} ms | {m['load_ms']} ms | "
-            f"{m['warmup_ms'] + m['throughput_ms']} ms |"
+            markdown_row(
+                key, f"{m['init_s']:.2f} s", f"{m['imports_ms']} ms", f"{m['load_ms']} ms", f"{warm} ms"
+            )
         )
     lines += ["", "Init ratios: " + "; ".join(f"{k} {v}" for k, v in results["ratios"].items())]
     return "\n".join(lines)

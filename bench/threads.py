@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.report import markdown_row
 from bench.run import LOGS, RESULTS
 from helpers import http_api_event, load_event
 from lambda_container import Conditions, image_missing, lambda_container
@@ -70,13 +71,14 @@ def run(repetitions: int, *, queries: int = 30, batches: int = 5) -> dict[str, A
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| CPU quota, torch threads | One short query | Batch of 32 | Init |",
-        "| --- | ---: | ---: | ---: |",
+        markdown_row("CPU quota, torch threads", "One short query", "Batch of 32", "Init"),
+        markdown_row("---", *["---:"] * 3),
     ]
-    for key, medians in results["medians"].items():
+    for key, m in results["medians"].items():
         lines.append(
-            f"| {key} | {medians['query_ms']:.1f} ms | {medians['inputs_per_s']:.1f} inputs/s | "
-            f"{medians['init_s']:.2f} s |"
+            markdown_row(
+                key, f"{m['query_ms']:.1f} ms", f"{m['inputs_per_s']:.1f} inputs/s", f"{m['init_s']:.2f} s"
+            )
         )
     return "\n".join(lines)
 
