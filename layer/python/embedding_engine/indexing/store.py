@@ -163,12 +163,14 @@ class ChunkStore:
 
         def read(connection: psycopg.Connection[Any]) -> list[SearchHit]:
             with connection.transaction():
-                # An HNSW scan yields at most ef_search rows (40 by default) whatever the LIMIT.
-                ef_search = sql.Literal(max(k, DEFAULT_EF_SEARCH))
-                connection.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(ef_search))
+                scan_settings: list[sql.Composable] = []
+                if k > DEFAULT_EF_SEARCH:  # an HNSW scan yields at most ef_search rows, whatever the LIMIT
+                    scan_settings.append(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(k)))
                 if source_prefix:
                     # Filtered HNSW scans keep going until k rows pass the filter (pgvector >= 0.8).
-                    connection.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                    scan_settings.append(sql.SQL("SET LOCAL hnsw.iterative_scan = strict_order"))
+                if scan_settings:  # one round trip for both
+                    connection.execute(sql.SQL("; ").join(scan_settings))
                 rows = connection.execute(
                     "SELECT text, source, chunk_index, 1 - (embedding <=> %(q)s) FROM chunks"
                     " WHERE %(prefix)s::text IS NULL OR starts_with(source, %(prefix)s)"
