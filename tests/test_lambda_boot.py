@@ -83,18 +83,6 @@ def lambda_process(log_path: Path, **env_overrides: str) -> Iterator[LambdaProce
             watcher.join(timeout=CEILING)
 
 
-def http_v2_get(path: str) -> dict[str, Any]:
-    """The HTTP API v2 fixture turned into a GET of `path`, without a body."""
-    event = load_event("apigw_http_v2")
-    event["routeKey"] = event["requestContext"]["routeKey"] = f"GET {path}"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = "GET"
-    for header in ("content-length", "content-type"):
-        del event["headers"][header]
-    del event["body"]
-    return event
-
-
 def messages(text: str) -> list[str]:
     return [str(record.get("message")) for record in log_records(text)]
 
@@ -163,7 +151,7 @@ def test_later_invocations_are_not_first(booted: tuple[LambdaProcess, Result]) -
     assert reply["warm"] is True
     assert reply["first_invocation"] is False
     assert reply["invocations"] >= 2
-    health = function.invoke(http_v2_get("/health"))
+    health = function.invoke(load_event("apigw_http_v2_health"))
     assert health.ok, health.body
     status = json.loads(health.json()["body"])
     assert status["status"] == "ok"
