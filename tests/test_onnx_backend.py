@@ -263,14 +263,13 @@ def _with_modules(folder: Path, modules: list[dict[str, Any]]) -> Path:
     [
         ("no pooling", r"has no Pooling module"),
         ("a Dense module", r"modules the ONNX backend does not run: sentence_transformers\.models\.Dense"),
-        ("a default prompt", r"sets a default prompt \('query'\)"),
         ("no tokenizer.json", r"has no tokenizer\.json"),
     ],
 )
 def test_what_the_onnx_backend_cannot_run_is_refused_with_the_way_out(
     tmp_path: Path, onnx_dir: Path, change: str, match: str
 ) -> None:
-    skip = {"no tokenizer.json": "tokenizer.json", "a default prompt": "config_sentence_transformers.json"}
+    skip = {"no tokenizer.json": "tokenizer.json"}
     folder = _linked_copy(onnx_dir, tmp_path / "model", skip=skip.get(change, ""))
     modules = json.loads((onnx_dir / "modules.json").read_text())
     if change == "no pooling":
@@ -278,10 +277,6 @@ def test_what_the_onnx_backend_cannot_run_is_refused_with_the_way_out(
     elif change == "a Dense module":
         dense = {"idx": 9, "name": "9", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
         _with_modules(folder, [*modules, dense])
-    elif change == "a default prompt":
-        (folder / "config_sentence_transformers.json").write_text(
-            json.dumps({"prompts": {"query": "query: "}, "default_prompt_name": "query"})
-        )
     with pytest.raises(ModelLoadError, match=match) as refused:
         load_onnx_model(str(folder), threads=1)
     assert "Use the torch backend" in str(refused.value) or "tokenizer.json" in str(refused.value)

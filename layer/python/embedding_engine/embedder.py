@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from embedding_engine.deadline import Deadline
 from embedding_engine.errors import DeadlineExceededError
+from embedding_engine.prompts import prompt_text, role_prompt
 from embedding_engine.tokens import tokenize
 
 if TYPE_CHECKING:
@@ -39,10 +40,12 @@ _LAST_WORD = re.compile(r"\S+\Z")
 @dataclass(frozen=True)
 class ReadTexts:
     """Texts as the model reads them: each cut to what can change its vector, with its token count
-    (special tokens included) counted on the cut text; a count over `max_seq_length` means "at least"."""
+    (special tokens and the prompt's included) counted on the prompt and the cut text; a count over
+    `max_seq_length` means "at least". The texts do not hold the prompt."""
 
     texts: list[str]
     tokens: list[int]
+    prompt_tokens: int = 0  # what the prompt adds to each count
 
 
 class Throughput:
@@ -92,28 +95,53 @@ class Embedder:
         self._lock = threading.Lock()
         # The model without its normalisation, for callers that ask for raw (unnormalised) vectors.
         self._raw_model = raw_variant(model)
+        # The model's prompts (config_sentence_transformers.json), applied here: never by the model.
+        self.prompts: dict[str, str] = {name: text or "" for name, text in model.prompts.items()}
+        self.default_prompt_name: str | None = model.default_prompt_name
 
     @property
     def tokenizer(self) -> Any:
         """The model's own tokenizer: Hugging Face's, or its API over `tokenizers` (`RawTokenizer`)."""
         return self._tokenizer
 
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Tokens per text, special tokens included, before any truncation (tokenizes all of it)."""
-        return list(tokenize(self._tokenizer, texts, special=True))
+    def prompt(self, name: str | None = None, *, param: str = "prompt_name") -> str:
+        """The text of the prompt `name`, or of the default prompt when None ("" when none is set).
+        An unknown name is an `InvalidInputError` on `param` listing the model's prompt names."""
+        return prompt_text(self.prompts, self.default_prompt_name, name, param=param)
 
-    def read(self, texts: Sequence[str]) -> ReadTexts:
-        """Cut each text to what the model can read, then count its tokens. The tokenizer never sees
-        a whole multi-megabyte input (it would allocate for every token before truncating)."""
+    @property
+    def query_prompt(self) -> str:
+        """The prefix of a search query ("" when the model declares none)."""
+        return role_prompt(self.prompts, "query")
+
+    @property
+    def document_prompt(self) -> str:
+        """The prefix of a document or passage to search ("" when the model declares none)."""
+        return role_prompt(self.prompts, "document")
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Tokens `prompt` adds to a text (special tokens excluded): to leave it room in a chunk."""
+        return int(next(tokenize(self._tokenizer, [prompt], special=False))) if prompt else 0
+
+    def token_counts(self, texts: Sequence[str], *, prompt: str = "") -> list[int]:
+        """Tokens per text with `prompt` before it, special tokens included, before any truncation
+        (tokenizes all of it)."""
+        return list(tokenize(self._tokenizer, [prompt + text for text in texts], special=True))
+
+    def read(self, texts: Sequence[str], *, prompt: str | None = None) -> ReadTexts:
+        """Cut each text to what the model can read after `prompt` (None: the default prompt), then
+        count the tokens of both. The tokenizer never sees a whole multi-megabyte input (it would
+        allocate for every token before truncating)."""
+        prompt = self.prompt(None) if prompt is None else prompt
         window = self.max_seq_length * CHARS_PER_TOKEN
         cut = list(texts)
-        tokens = self.token_counts([text if len(text) <= window else "" for text in cut])
+        tokens = self.token_counts([text if len(text) <= window else "" for text in cut], prompt=prompt)
         for index, text in enumerate(cut):
             if len(text) > window:
-                cut[index], tokens[index] = self._cut(text)
-        return ReadTexts(texts=cut, tokens=tokens)
+                cut[index], tokens[index] = self._cut(text, prompt)
+        return ReadTexts(texts=cut, tokens=tokens, prompt_tokens=self.prompt_tokens(prompt))
 
-    def _cut(self, text: str) -> tuple[str, int]:
+    def _cut(self, text: str, prompt: str) -> tuple[str, int]:
         """`text` cut where it can no longer change the vector: after enough whole words to exceed
         `max_seq_length` tokens (the model reads the first tokens only, and a word cut in two could
         tokenize differently). The window doubles while it holds too few tokens; at
@@ -126,23 +154,23 @@ class Embedder:
             if last_word is not None and not at_limit:
                 head = head[: last_word.start()]  # "" when the window is one word: grow it
             if head:
-                [count] = self.token_counts([head])
+                [count] = self.token_counts([head], prompt=prompt)
                 if count > self.max_seq_length or at_limit:
                     return head, count
             window *= 2
-        [count] = self.token_counts([text])
+        [count] = self.token_counts([text], prompt=prompt)
         return text, count
 
     def measure_throughput(self, texts: Sequence[str], *, runs: int = 2) -> float:
         """Time `runs` encodes of `texts` (after the warm-up) and start the throughput estimate from the
         fastest: a busy moment can only slow a run down."""
-        read = self.read(texts)
+        read = self.read(texts, prompt="")
         padded = len(read.texts) * min(max(read.tokens), self.max_seq_length)
         fastest = float("inf")
         for _ in range(runs):
             started = time.perf_counter()
             with self._lock:
-                self.model.encode(read.texts, batch_size=len(read.texts), convert_to_numpy=True)
+                self.model.encode(read.texts, batch_size=len(read.texts), convert_to_numpy=True, prompt="")
             fastest = min(fastest, time.perf_counter() - started)
         self.throughput = Throughput(padded / fastest)
         return self.throughput.tokens_per_second
@@ -155,16 +183,19 @@ class Embedder:
         dimensions: int | None = None,
         tokens: Sequence[int] | None = None,
         deadline: Deadline | None = None,
+        prompt: str | None = None,
     ) -> Vectors:
-        """Embed `texts` (truncated to the model's max sequence length), optionally shortened to
-        `dimensions` (Matryoshka-style: keep the first components, then re-normalise). Texts go by
-        length, one batch at a time; before each batch, `DeadlineExceededError` if it cannot finish
-        by `deadline` at the measured throughput. `tokens` (from `read`) sharpen that estimate."""
+        """Embed `texts` after `prompt` (None: the default prompt; pass `read`'s) and truncated to the
+        model's max sequence length, optionally shortened to `dimensions` (Matryoshka-style: keep the
+        first components, then re-normalise). Texts go by length, one batch at a time; before each
+        batch, `DeadlineExceededError` if it cannot finish by `deadline` at the measured throughput.
+        `tokens` (from `read`, with the same prompt) sharpen that estimate."""
         model = self.model if normalize or self._raw_model is None else self._raw_model
+        prompt = self.prompt(None) if prompt is None else prompt
         lengths = (
             [min(n, self.max_seq_length) for n in tokens]
             if tokens is not None
-            else [min(len(text) // 4 + 2, self.max_seq_length) for text in texts]
+            else [min(len(prompt + text) // 4 + 2, self.max_seq_length) for text in texts]
         )
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         batches = [order[first : first + self.batch_size] for first in range(0, len(order), self.batch_size)]
@@ -183,6 +214,7 @@ class Embedder:
                     batch_size=self.batch_size,
                     convert_to_numpy=True,
                     normalize_embeddings=normalize,
+                    prompt=prompt,  # never None: sentence-transformers would add its default prompt
                 )
             self.throughput.observe(batch_tokens, time.perf_counter() - started)
             done += len(batch)

@@ -3,8 +3,9 @@
 `load_onnx_model` reads the folder's `onnx/model.onnx` (the transformer; `onnx_export.py` writes one)
 with onnxruntime, its `tokenizer.json` with the `tokenizers` library, and the rest of the pipeline
 from the folder's own files, as sentence-transformers would: the maximum sequence length
-(`sentence_bert_config.json`), the pooling (`1_Pooling/config.json`) and whether vectors are
-normalised (a Normalize module in `modules.json`). Nothing here imports torch or transformers.
+(`sentence_bert_config.json`), the pooling (`1_Pooling/config.json`), whether vectors are
+normalised (a Normalize module in `modules.json`) and the prompts (`config_sentence_transformers.json`).
+Nothing here imports torch or transformers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embedding_engine.errors import ModelLoadError
+from embedding_engine.prompts import config_prompts
 from embedding_engine.tokens import RawTokenizer
 
 if TYPE_CHECKING:
@@ -56,6 +58,9 @@ class OnnxModel:
     dimension: int
     input_names: tuple[str, ...]
     output_name: str
+    prompts: dict[str, str]
+    default_prompt_name: str | None
+    include_prompt: bool  # the Pooling's: False leaves the prompt's tokens out of the pooled vector
 
     def get_embedding_dimension(self) -> int:
         return self.dimension
@@ -71,22 +76,34 @@ class OnnxModel:
         batch_size: int = 32,
         convert_to_numpy: bool = True,
         normalize_embeddings: bool = False,
+        prompt: str | None = None,
     ) -> Vectors:
         """Float32 vectors, one row per text (a single text gives one vector, as sentence-transformers
         does); texts are truncated to `max_seq_length` tokens and run `batch_size` at a time, longest
-        first. Normalised when the model normalises or `normalize_embeddings`."""
-        batch = [texts] if isinstance(texts, str) else list(texts)
+        first. Normalised when the model normalises or `normalize_embeddings`. `prompt` prefixes each
+        text; None means the default prompt, as in sentence-transformers."""
+        if prompt is None:
+            prompt = self.prompts.get(self.default_prompt_name or "", "")
+        batch = [prompt + text for text in ([texts] if isinstance(texts, str) else texts)]
+        skip = self._prompt_length(prompt) if prompt and not self.include_prompt else 0
         vectors = np.empty((len(batch), self.dimension), dtype=np.float32)
         order = sorted(range(len(batch)), key=lambda i: -len(batch[i]))
         for first in range(0, len(order), batch_size):
             rows = order[first : first + batch_size]
-            vectors[rows] = self._encode_batch([batch[i] for i in rows])
+            vectors[rows] = self._encode_batch([batch[i] for i in rows], skip=skip)
         if self.normalize or normalize_embeddings:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors /= np.maximum(norms, 1e-12)
         return vectors[0] if isinstance(texts, str) else vectors
 
-    def _encode_batch(self, texts: list[str]) -> Vectors:
+    def _prompt_length(self, prompt: str) -> int:
+        """The prompt's leading tokens (its trailing special token excluded), as sentence-transformers
+        leaves them out of pooling."""
+        encoding = self.encoder.encode(prompt)
+        return len(encoding.ids) - int(bool(encoding.special_tokens_mask[-1]))
+
+    def _encode_batch(self, texts: list[str], *, skip: int = 0) -> Vectors:
+        """Pooled vectors of `texts`, without the first `skip` attended tokens of each (the prompt's)."""
         encodings = self.encoder.encode_batch_fast(texts)
         ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
         mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
@@ -94,6 +111,8 @@ class OnnxModel:
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
         [hidden] = self.session.run([self.output_name], {k: feeds[k] for k in self.input_names})
+        if skip:
+            mask = mask * (np.arange(mask.shape[1]) >= mask.argmax(axis=1)[:, None] + skip)
         return pool(np.asarray(hidden, dtype=np.float32), mask, self.pooling)
 
 
@@ -121,8 +140,9 @@ def _read_json(path: Path) -> Any:
         ) from exc
 
 
-def read_pooling(model_dir: Path, modules: list[dict[str, Any]]) -> str:
-    """The one pooling mode of the model's Pooling module (mean when it has none), or ModelLoadError."""
+def read_pooling(model_dir: Path, modules: list[dict[str, Any]]) -> tuple[str, bool]:
+    """The one pooling mode of the model's Pooling module (mean when it has none) and whether it pools
+    the prompt's tokens too, or ModelLoadError."""
     pooling = next((m for m in modules if str(m.get("type", "")).endswith(".Pooling")), None)
     if pooling is None:
         raise ModelLoadError(
@@ -139,7 +159,7 @@ def read_pooling(model_dir: Path, modules: list[dict[str, Any]]) -> str:
             f"Pooling {modes} in {model_dir}: the ONNX backend supports one of {', '.join(POOLING_MODES)}. "
             "Use the torch backend for this model."
         )
-    return str(modes[0])
+    return str(modes[0]), config.get("include_prompt", True) is not False
 
 
 def _check_modules(model_dir: Path, modules: list[dict[str, Any]]) -> None:
@@ -150,12 +170,6 @@ def _check_modules(model_dir: Path, modules: list[dict[str, Any]]) -> None:
         raise ModelLoadError(
             f"{model_dir} has modules the ONNX backend does not run: {', '.join(unsupported)} (it runs "
             f"{', '.join(_SUPPORTED_MODULES)}). Use the torch backend for this model."
-        )
-    prompt = _optional_json(model_dir / "config_sentence_transformers.json").get("default_prompt_name")
-    if prompt:
-        raise ModelLoadError(
-            f"{model_dir} sets a default prompt ({prompt!r}), which the ONNX backend does not add. "
-            "Use the torch backend for this model."
         )
 
 
@@ -205,7 +219,9 @@ def load_onnx_model(model_dir: str, *, threads: int) -> OnnxModel:
         raise ModelLoadError(f"{onnx_file} does not exist. " + _EXPORT_HINT.format(folder=folder))
     modules: list[dict[str, Any]] = list(_read_json(folder / "modules.json"))
     _check_modules(folder, modules)
-    pooling = read_pooling(folder, modules)
+    pooling, include_prompt = read_pooling(folder, modules)
+    config_file = folder / "config_sentence_transformers.json"
+    prompts, default_prompt_name = config_prompts(_optional_json(config_file), source=config_file)
     normalize = any(str(m.get("type", "")).endswith(".Normalize") for m in modules)
     bert_config = _optional_json(folder / "sentence_bert_config.json")
     config = _optional_json(folder / "config.json")
@@ -237,4 +253,7 @@ def load_onnx_model(model_dir: str, *, threads: int) -> OnnxModel:
         dimension=dimension,
         input_names=tuple(i.name for i in session.get_inputs()),
         output_name=output_name,
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
+        include_prompt=include_prompt,
     )

@@ -85,18 +85,20 @@ class EmbeddingService:
         truncate: bool = True,
         dimensions: int | None = None,
         base64: bool = False,
+        prompt: str,
         max_response_bytes: int,
         deadline: Deadline,
     ) -> EmbeddingResult:
-        """Embed `texts`; `param` names the request field in error messages. Whatever can be refused
-        is refused before the model runs: a response over `max_response_bytes`, a token budget
-        overrun; and the model stops, with a 503, when the next batch cannot finish by `deadline`."""
+        """Embed `texts`, each after `prompt` (whose tokens count everywhere: the token budget, the
+        truncation rules, the usage); `param` names the request field in error messages. Whatever can
+        be refused is refused before the model runs: a response over `max_response_bytes`, a token
+        budget overrun; and the model stops, with a 503, when the next batch cannot finish by `deadline`."""
         self._check_batch(texts, param)
         self._check_dimensions(dimensions)
         size = response_bytes(len(texts), dimensions or self.embedder.dimensions, base64=base64)
         if size > max_response_bytes:
             raise response_too_large(size, max_response_bytes)
-        read = self.embedder.read(texts)
+        read = self.embedder.read(texts, prompt=prompt)
         check_readable(read, self.embedder, param)
         max_tokens = self.embedder.max_seq_length
         if not truncate:
@@ -109,7 +111,12 @@ class EmbeddingService:
                 param=param,
             )
         vectors = self.embedder.embed(
-            read.texts, normalize=normalize, dimensions=dimensions, tokens=read.tokens, deadline=deadline
+            read.texts,
+            normalize=normalize,
+            dimensions=dimensions,
+            tokens=read.tokens,
+            deadline=deadline,
+            prompt=prompt,
         )
         metrics.add_metric(name="Inputs", unit=MetricUnit.Count, value=len(texts))
         metrics.add_metric(name="Tokens", unit=MetricUnit.Count, value=prompt_tokens)
@@ -155,8 +162,10 @@ class EmbeddingService:
 
 def check_readable(read: ReadTexts, embedder: Embedder, param: str) -> None:
     """Refuse texts in which the model finds nothing to read (only spaces, control or zero-width
-    characters): they would all get the same meaningless vector, as an empty string would."""
-    blank = [index for index, count in enumerate(read.tokens) if count <= embedder.special_tokens]
+    characters): they would all get the same meaningless vector, as an empty string would. A prompt's
+    tokens are not text to read."""
+    nothing = embedder.special_tokens + read.prompt_tokens
+    blank = [index for index, count in enumerate(read.tokens) if count <= nothing]
     if blank:
         where = "" if len(read.tokens) == 1 else f" (first at index {blank[0]})"
         raise InvalidInputError(

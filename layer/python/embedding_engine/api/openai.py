@@ -13,7 +13,8 @@ from embedding_engine.service import EmbeddingService, texts_from
 
 
 class EmbeddingsRequest(BaseModel):
-    """OpenAI's request body; unknown fields are ignored, as OpenAI-compatible servers do."""
+    """OpenAI's request body; unknown fields are ignored, as OpenAI-compatible servers do. `input_type`
+    ("query" or "document", as Voyage and Cohere take it) picks the model's prompt for that role."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -22,6 +23,7 @@ class EmbeddingsRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = None
     user: StrictStr | None = None
+    input_type: StrictStr | None = None
 
 
 def create_embeddings(
@@ -36,6 +38,7 @@ def create_embeddings(
         param="input",
         dimensions=request.dimensions,
         base64=as_base64,
+        prompt=input_prompt(request.input_type, service),
         max_response_bytes=max_response_bytes,
         deadline=deadline,
     )
@@ -66,6 +69,22 @@ def served_model(requested: str | None, service: EmbeddingService) -> str:
             code="model_not_found",
         )
     return served
+
+
+def input_prompt(input_type: str | None, service: EmbeddingService) -> str:
+    """The prompt for `input_type`: the model's query or document prompt, or its default prompt
+    (if any) when the type is not given."""
+    embedder = service.embedder
+    if input_type is None:
+        return embedder.prompt(None)
+    if input_type == "query":
+        return embedder.query_prompt
+    if input_type == "document":
+        return embedder.document_prompt
+    raise InvalidInputError(
+        f"`input_type` must be `query` or `document` (or absent); got `{input_type}`.",
+        param="input_type",
+    )
 
 
 def _base64_float32(vector: Any) -> str:

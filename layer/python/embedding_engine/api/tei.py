@@ -13,7 +13,8 @@ from embedding_engine.service import EmbeddingService, texts_from
 
 
 class EmbedRequest(BaseModel):
-    """TEI's request body. Truncation is opt-in, as in TEI: an over-long input is an error."""
+    """TEI's request body. Truncation is opt-in, as in TEI: an over-long input is an error.
+    `prompt_name` names one of the model's prompts; without it, the model's default prompt applies."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -33,10 +34,7 @@ def embed(
         raise InvalidInputError(
             "Only `truncation_direction: Right` is supported.", param="truncation_direction"
         )
-    if request.prompt_name is not None:
-        raise InvalidInputError(
-            "`prompt_name` is not supported: prepend the prompt to each input.", param="prompt_name"
-        )
+    prompt = service.embedder.prompt(request.prompt_name, param="prompt_name")
     texts = texts_from(request.inputs, "inputs")
     result = service.embed(
         texts,
@@ -44,6 +42,7 @@ def embed(
         normalize=request.normalize,
         truncate=request.truncate,
         dimensions=request.dimensions,
+        prompt=prompt,
         max_response_bytes=max_response_bytes,
         deadline=deadline,
     )
