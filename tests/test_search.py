@@ -60,15 +60,16 @@ def test_hits_carry_text_source_chunk_and_descending_scores(
 ) -> None:
     volcanoes = corpus["s3://corpus/earth/volcanoes.txt"]
 
-    found = hits(client, {"query": volcanoes, "k": 4})
+    found = hits(client, {"query": volcanoes, "k": 4, "mode": "vector"})
 
     assert len(found) == 4
-    assert all(set(hit) == {"text", "source", "chunk", "score"} for hit in found)
+    keys = {"text", "source", "chunk", "score", "content_type", "indexed_at"}
+    assert all(set(hit) == keys and hit["content_type"] == "text/plain" for hit in found)
     assert all(hit["text"] == corpus[hit["source"]] and hit["chunk"] == 0 for hit in found)
     scores = [hit["score"] for hit in found]
     assert scores == sorted(scores, reverse=True)
     assert all(isinstance(score, float) and -1.0 <= score <= 1.0 for score in scores)
-    # The score is the cosine similarity: a document's own text scores (almost exactly) 1.
+    # In vector mode the score is the cosine similarity: a document's own text scores (almost) 1.
     assert found[0]["text"] == volcanoes
     assert scores[0] == pytest.approx(1.0, abs=1e-4)
     assert scores[1] < 0.9

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from embedding_engine.errors import SettingsError, StoreMismatchError
+from embedding_engine.indexing.search_sql import SearchFilters
 from embedding_engine.indexing.store import (
     ChunkStore,
     StoredChunk,
@@ -120,13 +121,13 @@ def test_search_ranks_by_cosine_and_filters_by_prefix(store: ChunkStore, engine:
             metadata={},
         )
     [query] = engine.embedder.embed(["how to bake bread"])
-    hits = store.search(query, k=3, source_prefix=None)
+    hits = store.nearest_chunks(query, limit=3, filters=SearchFilters())
     assert hits[0].text == texts[0]
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
-    filtered = store.search(query, k=3, source_prefix="s3://docs/misc/")
+    filtered = store.nearest_chunks(query, limit=3, filters=SearchFilters("s3://docs/misc/"))
     assert {hit.source for hit in filtered} == {"s3://docs/misc/1.txt", "s3://docs/misc/2.txt"}
     # LIKE wildcards in a prefix are literal characters, not patterns.
-    assert store.search(query, k=3, source_prefix="s3://docs/%") == []
+    assert store.nearest_chunks(query, limit=3, filters=SearchFilters("s3://docs/%")) == []
 
 
 def test_a_database_built_for_another_model_is_refused(store: ChunkStore, database_url: str) -> None:
@@ -180,5 +181,80 @@ def test_k_is_honoured_up_to_its_maximum(store: ChunkStore, engine: Any) -> None
             f"s3://docs/{document}.txt", sequencer="1", version=None, chunks=chunks, metadata={}
         )
     [query] = engine.embedder.embed(["anything at all"])
-    assert len(store.search(query, k=100, source_prefix=None)) == 100
-    assert len(store.search(query, k=100, source_prefix="s3://docs/1")) == 100
+    assert len(store.nearest_chunks(query, limit=100, filters=SearchFilters())) == 100
+    assert len(store.nearest_chunks(query, limit=100, filters=SearchFilters("s3://docs/1"))) == 100
+
+
+OLD_SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE index_settings (id boolean PRIMARY KEY DEFAULT true CHECK (id), model_id text NOT NULL,
+    dimensions integer NOT NULL);
+CREATE TABLE documents (source text PRIMARY KEY, sequencer text NOT NULL, version text,
+    deleted boolean NOT NULL DEFAULT false, chunk_count integer NOT NULL DEFAULT 0,
+    metadata jsonb NOT NULL DEFAULT '{}', updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE chunks (id text PRIMARY KEY,
+    source text NOT NULL REFERENCES documents (source) ON DELETE CASCADE, version text,
+    sequencer text NOT NULL, chunk_index integer NOT NULL, text text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{}', embedding vector(384) NOT NULL,
+    indexed_at timestamptz NOT NULL DEFAULT now(), UNIQUE (source, chunk_index));
+"""
+
+
+@pytest.fixture
+def scratch_database(database_url: str) -> Iterator[str]:
+    """An empty database of its own on the session's server."""
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS scratch")
+        admin.execute("CREATE DATABASE scratch")
+    yield psycopg.conninfo.make_conninfo(database_url, dbname="scratch")
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE scratch WITH (FORCE)")
+
+
+def test_a_database_from_before_keyword_search_is_upgraded_in_place(
+    engine: Any, scratch_database: str
+) -> None:
+    """Made by the first release (no `tsv`, no `content_type`): the next start adds both, fills
+    them for the rows already there, and keyword search finds those rows."""
+    [vector] = engine.embedder.embed(["Volcanoes erupt when magma rises."])
+    with psycopg.connect(scratch_database, autocommit=True) as connection:
+        for statement in OLD_SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(statement.encode())
+        connection.execute(
+            "INSERT INTO index_settings (model_id, dimensions) VALUES (%s, 384)", (engine.embedder.model_id,)
+        )
+        connection.execute(
+            "INSERT INTO documents (source, sequencer, metadata) VALUES ('s3://old/v.html', '1', %s)",
+            (json.dumps({"content_type": "text/html"}),),
+        )
+        connection.execute(
+            "INSERT INTO chunks (id, source, sequencer, chunk_index, text, embedding)"
+            " VALUES ('x', 's3://old/v.html', '1', 0, 'Volcanoes erupt when magma rises.', %s::vector)",
+            (str(vector.tolist()),),
+        )
+    store = ChunkStore(scratch_database, model_id=engine.embedder.model_id, dimensions=384)
+    [hit] = store.keyword_chunks("volcano", limit=5, filters=SearchFilters(content_types=("text/html",)))
+    store.close()
+    assert (hit.source, hit.content_type) == ("s3://old/v.html", "text/html")
+    # Started again (another container), nothing more is done and the settings agree.
+    again = ChunkStore(scratch_database, model_id=engine.embedder.model_id, dimensions=384)
+    again.connect()
+    again.close()
+
+
+def test_the_text_search_configuration_is_fixed_with_the_schema(engine: Any, scratch_database: str) -> None:
+    model, dimensions = engine.embedder.model_id, engine.embedder.dimensions
+    first = ChunkStore(scratch_database, model_id=model, dimensions=dimensions, text_search_config="simple")
+    first.connect()
+    first.close()
+    with pytest.raises(StoreMismatchError, match="TEXT_SEARCH_CONFIG=simple"):
+        ChunkStore(scratch_database, model_id=model, dimensions=dimensions).connect()
+
+
+def test_an_unknown_text_search_configuration_names_those_there_are(
+    engine: Any, scratch_database: str
+) -> None:
+    store = ChunkStore(scratch_database, model_id="m", dimensions=384, text_search_config="klingon")
+    with pytest.raises(SettingsError, match=r"'klingon' is not .* it has: .*english"):
+        store.connect()

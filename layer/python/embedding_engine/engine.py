@@ -109,7 +109,12 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     from embedding_engine.secrets import database_url_from_secret, read_secret
 
     url = settings.database_url or database_url_from_secret(read_secret(str(settings.database_secret_arn)))
-    store = ChunkStore(url, model_id=embedder.model_id, dimensions=embedder.dimensions)
+    store = ChunkStore(
+        url,
+        model_id=embedder.model_id,
+        dimensions=embedder.dimensions,
+        text_search_config=settings.text_search_config,
+    )
     try:
         store.connect()
     except StoreUnavailableError:

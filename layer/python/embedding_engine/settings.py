@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from functools import partial
@@ -80,6 +81,17 @@ def _threads(env: Mapping[str, str], name: str, default: None) -> int:
 
 def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     return env.get(name) or default
+
+
+def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    """A PostgreSQL object name, possibly schema-qualified (`english`, `public.my_config`)."""
+    value = env.get(name, "").strip() or default
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?", value):
+        raise SettingsError(
+            f"{name}={value!r} is not a PostgreSQL text search configuration name (such as english, "
+            "simple, german): lowercase letters, digits and underscores."
+        )
+    return value
 
 
 def _api_keys(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -178,6 +190,9 @@ class Settings:
     max_document_chars: int = setting("MAX_DOCUMENT_CHARS", _integer, 2_000_000)
     max_document_chunks: int = setting("MAX_DOCUMENT_CHUNKS", _integer, 2_000)
     chunk_overlap_tokens: int = setting("CHUNK_OVERLAP_TOKENS", partial(_integer, minimum=0), 32)
+    # How keyword search splits and stems words: a PostgreSQL text search configuration, fixed when
+    # the database's schema is made (`SELECT cfgname FROM pg_ts_config` lists them).
+    text_search_config: str = setting("TEXT_SEARCH_CONFIG", _identifier, "english")
     # Torch's intra-op threads: by default, from the CPU time the function has (`cpu_share`).
     torch_threads: int = setting("TORCH_NUM_THREADS", _threads)
 

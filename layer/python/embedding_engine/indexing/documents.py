@@ -49,6 +49,7 @@ _KIND_BY_CONTENT_TYPE = {
 # Content types that say nothing about the bytes: the key's extension decides instead.
 _GENERIC_CONTENT_TYPES = frozenset({"", "binary/octet-stream", "application/octet-stream"})
 SUPPORTED_EXTENSIONS = frozenset(_KIND_BY_EXTENSION)
+CONTENT_TYPES = frozenset(_KIND_BY_EXTENSION.values())  # what a document is stored as
 # MAX_DOCUMENT_CHARS's default (the Settings field's), for callers that pass no budget.
 DEFAULT_MAX_CHARS = Settings.max_document_chars
 

@@ -9,22 +9,32 @@ out-of-order events therefore never duplicate rows nor resurrect a deleted docum
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from embedding_engine.errors import StoreUnavailableError
 from embedding_engine.indexing.schema import ensure_schema
+from embedding_engine.indexing.search_sql import (
+    ChunkHit,
+    Corpus,
+    SearchFilters,
+    corpus,
+    keyword_chunks,
+    nearest_chunks,
+)
 from embedding_engine.observability import logger
 
 T = TypeVar("T")
 SEQUENCER_WIDTH = 64
-DEFAULT_EF_SEARCH = 40  # pgvector's default hnsw.ef_search
+# How long keyword search trusts its count of chunks and their average length (BM25's corpus
+# figures, a full scan to take): a few minutes of other containers' indexing barely moves them.
+CORPUS_MAX_AGE_SECONDS = 300.0
 
 
 def normalize_sequencer(sequencer: str) -> str:
@@ -43,24 +53,26 @@ class StoredChunk:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    text: str
-    source: str
-    chunk: int
-    score: float
-
-
 class ChunkStore:
     """One connection per container, opened at init when configured, reopened after a failure."""
 
-    def __init__(self, url: str, *, model_id: str, dimensions: int, connect_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        model_id: str,
+        dimensions: int,
+        text_search_config: str = "english",
+        connect_timeout: int = 5,
+    ) -> None:
         self._url = url
         self.model_id = model_id
         self.dimensions = dimensions
+        self.text_search_config = text_search_config  # TEXT_SEARCH_CONFIG: how keyword search stems
         self._connect_timeout = connect_timeout
         self._connection: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
+        self._corpus: tuple[float, Corpus] | None = None  # when taken, and what
 
     def connect(self) -> None:
         """Open the connection and create or check the schema (raises `StoreUnavailableError`)."""
@@ -105,7 +117,7 @@ class ChunkStore:
                 with connection.cursor() as cursor:
                     cursor.executemany(
                         "INSERT INTO chunks (id, source, version, sequencer, chunk_index, text, metadata,"
-                        " embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        " embedding, content_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [
                             (
                                 chunk_id(source, c.index),
@@ -116,13 +128,14 @@ class ChunkStore:
                                 c.text,
                                 Jsonb(c.metadata),
                                 c.embedding,
+                                metadata.get("content_type"),
                             )
                             for c in chunks
                         ],
                     )
                 return True
 
-        return self._run(write)
+        return self._written(self._run(write))
 
     def delete_document(self, source: str, *, sequencer: str) -> bool:
         """Remove the document's chunks and leave a tombstone; False if a newer event was applied."""
@@ -136,7 +149,7 @@ class ChunkStore:
                 connection.execute("DELETE FROM chunks WHERE source = %s", (source,))
                 return True
 
-        return self._run(write)
+        return self._written(self._run(write))
 
     def withdraw_document(self, source: str, *, sequencer: str) -> bool:
         """Remove the chunks of a document whose newer version (`sequencer`) cannot be read, without
@@ -156,30 +169,33 @@ class ChunkStore:
                 connection.execute("DELETE FROM chunks WHERE source = %s", (source,))
                 return True
 
-        return self._run(write)
+        return self._written(self._run(write))
 
-    def search(self, query: np.ndarray[Any, Any], *, k: int, source_prefix: str | None) -> list[SearchHit]:
-        """The `k` chunks nearest to `query` by cosine distance, optionally under a source prefix."""
+    def nearest_chunks(
+        self, vector: np.ndarray[Any, Any], *, limit: int, filters: SearchFilters
+    ) -> list[ChunkHit]:
+        """The `limit` chunks nearest to `vector` that pass `filters`, best first."""
+        return self._run(lambda connection: nearest_chunks(connection, vector, limit=limit, filters=filters))
 
-        def read(connection: psycopg.Connection[Any]) -> list[SearchHit]:
-            with connection.transaction():
-                scan_settings: list[sql.Composable] = []
-                if k > DEFAULT_EF_SEARCH:  # an HNSW scan yields at most ef_search rows, whatever the LIMIT
-                    scan_settings.append(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(k)))
-                if source_prefix:
-                    # Filtered HNSW scans keep going until k rows pass the filter (pgvector >= 0.8).
-                    scan_settings.append(sql.SQL("SET LOCAL hnsw.iterative_scan = strict_order"))
-                if scan_settings:  # one round trip for both
-                    connection.execute(sql.SQL("; ").join(scan_settings))
-                rows = connection.execute(
-                    "SELECT text, source, chunk_index, 1 - (embedding <=> %(q)s) FROM chunks"
-                    " WHERE %(prefix)s::text IS NULL OR starts_with(source, %(prefix)s)"
-                    " ORDER BY embedding <=> %(q)s LIMIT %(k)s",
-                    {"q": query, "prefix": source_prefix or None, "k": k},
-                ).fetchall()
-            return [SearchHit(text=r[0], source=r[1], chunk=r[2], score=float(r[3])) for r in rows]
+    def keyword_chunks(self, query: str, *, limit: int, filters: SearchFilters) -> list[ChunkHit]:
+        """The `limit` chunks that pass `filters` with the best BM25 score for `query`, best first."""
+
+        def read(connection: psycopg.Connection[Any]) -> list[ChunkHit]:
+            taken = self._corpus
+            if taken is None or time.monotonic() - taken[0] > CORPUS_MAX_AGE_SECONDS:
+                taken = self._corpus = (time.monotonic(), corpus(connection))
+            config = self.text_search_config
+            return keyword_chunks(
+                connection, query, config=config, corpus=taken[1], limit=limit, filters=filters
+            )
 
         return self._run(read)
+
+    def _written(self, applied: bool) -> bool:
+        """After a write: this container's next keyword search counts the corpus again."""
+        if applied:
+            self._corpus = None
+        return applied
 
     def _run(self, operation: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run `operation`, reconnecting once: a connection idle across a Lambda freeze may be dead.
@@ -205,7 +221,12 @@ class ChunkStore:
 
         connection = psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout)
         try:
-            ensure_schema(connection, model_id=self.model_id, dimensions=self.dimensions)
+            ensure_schema(
+                connection,
+                model_id=self.model_id,
+                dimensions=self.dimensions,
+                text_search_config=self.text_search_config,
+            )
             register_vector(connection)
         except BaseException:
             connection.close()
