@@ -139,7 +139,17 @@ def test_local_files_indexed_by_the_cli_are_found_by_the_server(server: tuple[st
     assert hits[0]["source"] == (docs / "lighthouse.md").resolve().as_uri()
     assert hits[0]["score"] > hits[1]["score"]
     printed = subprocess.run(
-        [*command, "search", "baking with a starter", "-k", "1"],
+        [
+            *command,
+            "search",
+            "baking with a starter",
+            "-k",
+            "1",
+            "--mode",
+            "keyword",
+            "--group-by",
+            "document",
+        ],
         env=env,
         capture_output=True,
         text=True,

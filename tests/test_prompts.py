@@ -297,3 +297,58 @@ def test_the_onnx_backend_reads_and_applies_the_same_prompts(onnx_dir: Path, bun
     # The Pooling leaves the prompt's tokens out: not the vector of the prefixed text read whole.
     ours = onnx.embed(TEXTS, prompt="query: ")
     assert cosine_rows(ours, plain(bundled, ["query: " + text for text in TEXTS])).max() < DIFFERENT
+
+
+def test_indexing_uses_the_document_prompt_and_search_the_query_prompt(
+    prompted: Engine, database_url: str
+) -> None:
+    """Each chunk is embedded as "passage: " + its text, and made short enough for the prompt to fit;
+    a search embeds its query as "query: " + the query. A database of its own: another model's."""
+    import psycopg
+
+    from embedding_engine.api.search import SearchRequest, search
+    from embedding_engine.deadline import Deadline
+    from embedding_engine.indexing.fetch import S3Fetcher
+    from embedding_engine.indexing.pipeline import Indexer
+    from embedding_engine.indexing.store import ChunkStore
+
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS prompted")
+        admin.execute("CREATE DATABASE prompted")
+    url = psycopg.conninfo.make_conninfo(database_url, dbname="prompted")
+    embedder = prompted.embedder
+    store = ChunkStore(url, model_id=embedder.model_id, dimensions=embedder.dimensions)
+    indexer = Indexer(embedder, store, fetcher=S3Fetcher(max_bytes=10**6), overlap_tokens=8)
+    extra = embedder.prompt_tokens(PROMPTS["passage"])
+    text = " ".join(f"Sentence {n} is about serverless vector search and cold starts." for n in range(60))
+    try:
+        document = indexer.read_document(
+            "s3://p/doc.txt",
+            data=text.encode(),
+            name="doc.txt",
+            content_type=None,
+            sequencer="1",
+            version=None,
+        )
+        assert len(document.chunks) > 1 and extra > 0
+        assert max(chunk.tokens for chunk in document.chunks) + extra <= embedder.max_seq_length
+        assert indexer.finish(document, deadline=Deadline.never()).action == "indexed"
+        with psycopg.connect(url) as connection:
+            from pgvector.psycopg import register_vector
+
+            register_vector(connection)
+            rows = connection.execute("SELECT text, embedding FROM chunks ORDER BY chunk_index").fetchall()
+        stored = np.array([row[1].to_numpy() for row in rows], dtype=np.float32)
+        expected = embedder.embed([PROMPTS["passage"] + row[0] for row in rows], prompt="")
+        assert min(cosine_rows(stored, expected)) >= SAME
+
+        query = "How do I avoid cold starts?"
+        request = SearchRequest(query=query, k=1, mode="vector")
+        [hit] = search(request, embedder, store, deadline=Deadline.never())["hits"]
+        [with_prompt] = embedder.embed([PROMPTS["query"] + query], prompt="")
+        best = max(float(np.dot(with_prompt, vector)) for vector in stored)
+        assert hit["score"] == pytest.approx(best, abs=1e-4)
+    finally:
+        store.close()
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("DROP DATABASE prompted WITH (FORCE)")

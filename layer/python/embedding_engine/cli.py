@@ -9,16 +9,17 @@ import hashlib
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from embedding_engine.api.search import SearchRequest, search
+from embedding_engine.api.search import DEFAULT_MODE, SearchRequest, search
 from embedding_engine.deadline import Deadline
 from embedding_engine.engine import Engine
 from embedding_engine.errors import DocumentError, StoreUnavailableError
 from embedding_engine.indexing.documents import SUPPORTED_EXTENSIONS
-from embedding_engine.indexing.pipeline import Indexer
+from embedding_engine.indexing.pipeline import Indexer, PreparedDocument
 from embedding_engine.local_db import start_local_postgres
 from embedding_engine.settings import Settings
 
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     find.add_argument("query")
     find.add_argument("-k", type=int, default=5)
     find.add_argument("--source-prefix", default=None)
+    find.add_argument("--mode", choices=("vector", "keyword", "hybrid"), default=DEFAULT_MODE)
+    find.add_argument("--group-by", choices=("chunk", "document"), default="chunk")
     serving = commands.add_parser("serve", parents=[common], help="serve the HTTP API (`make run`)")
     serving.add_argument("--host", default="127.0.0.1")
     serving.add_argument("--port", type=int, default=8080)
@@ -53,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if engine.indexer is None:  # the store was configured above, so the engine built an indexer
             raise StoreUnavailableError("No indexer: the document store did not open.")
         return index_paths(engine.indexer, args.paths)
-    request = SearchRequest(query=args.query, k=args.k, source_prefix=args.source_prefix)
+    request = SearchRequest(
+        query=args.query, k=args.k, source_prefix=args.source_prefix, mode=args.mode, group_by=args.group_by
+    )
     hits = search(request, engine.embedder, engine.store, deadline=Deadline.never())["hits"]
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit["text"].split())[:160]
@@ -68,38 +73,75 @@ def exit_on_sigterm() -> None:
 
 
 def index_paths(indexer: Indexer, paths: Sequence[Path]) -> int:
-    """Index every supported file under `paths`; unchanged files (same mtime) are skipped."""
+    """Index every supported file under `paths`: files are read and chunked until they make a group's
+    worth of chunks (GROUP_BATCHES encoder batches), then embedded together, each stored in its own
+    transaction. Unchanged files (same mtime) are skipped."""
     from tqdm import tqdm
+
+    from embedding_engine.indexing.batch import GROUP_BATCHES
 
     files = sorted(set(supported_files(paths)))
     counts = {"indexed": 0, "unchanged": 0, "failed": 0, "chunks": 0}
-    for path in tqdm(files, desc="indexing", unit="file"):
-        source = path.resolve().as_uri()
-        sequencer = f"{path.stat().st_mtime_ns:x}"
-        if indexer.store.has_applied(source, sequencer):
-            counts["unchanged"] += 1
-            continue
-        data = path.read_bytes()
-        try:
-            outcome = indexer.index_document(
-                source,
-                data=data,
-                name=path.name,
-                content_type=None,
-                sequencer=sequencer,
-                version=hashlib.sha256(data).hexdigest()[:16],
-            )
-        except DocumentError as error:
-            counts["failed"] += 1
-            tqdm.write(f"not indexed: {path}: {error}")
-            continue
-        counts["indexed"] += 1
-        counts["chunks"] += outcome.chunks
+    group_chunks = GROUP_BATCHES * indexer.embedder.batch_size
+    with tqdm(total=len(files), desc="indexing", unit="file") as progress:
+        window: list[PreparedDocument] = []
+        chunks = 0
+        for path in files:
+            document = read_file(indexer, path, counts)
+            if document is None:
+                progress.update()
+                continue
+            window.append(document)
+            chunks += len(document.chunks)
+            if chunks >= group_chunks:
+                index_window(indexer, window, counts, progress.update)
+                window, chunks = [], 0
+        index_window(indexer, window, counts, progress.update)
     print(
         f"{counts['indexed']} files indexed ({counts['chunks']} chunks), "
         f"{counts['unchanged']} unchanged, {counts['failed']} failed"
     )
     return 1 if counts["failed"] else 0
+
+
+def index_window(
+    indexer: Indexer, documents: Sequence[PreparedDocument], counts: dict[str, int], done: Callable[[], Any]
+) -> None:
+    """Embed `documents` together and store each, calling `done` after each. A store error stops the
+    command, as on any database error."""
+    from embedding_engine.indexing.batch import index_documents
+
+    for _, result in index_documents(indexer, documents, deadline=Deadline.never()):
+        if isinstance(result, Exception):
+            raise result
+        counts["indexed"] += 1
+        counts["chunks"] += result.chunks
+        done()
+
+
+def read_file(indexer: Indexer, path: Path, counts: dict[str, int]) -> PreparedDocument | None:
+    """`path` read and chunked; None, counted, when it is unchanged or cannot be read (reported)."""
+    from tqdm import tqdm
+
+    source = path.resolve().as_uri()
+    sequencer = f"{path.stat().st_mtime_ns:x}"
+    if indexer.store.has_applied(source, sequencer):
+        counts["unchanged"] += 1
+        return None
+    data = path.read_bytes()
+    try:
+        return indexer.read_document(
+            source,
+            data=data,
+            name=path.name,
+            content_type=None,
+            sequencer=sequencer,
+            version=hashlib.sha256(data).hexdigest()[:16],
+        )
+    except DocumentError as error:
+        counts["failed"] += 1
+        tqdm.write(f"not indexed: {path}: {error}")
+        return None
 
 
 def supported_files(paths: Sequence[Path]) -> Iterator[Path]:
