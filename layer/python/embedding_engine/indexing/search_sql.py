@@ -54,6 +54,10 @@ class ChunkHit:
     indexed_at: datetime
 
 
+# Both searches are planned for their own parameters, never prepared: psycopg prepares a statement
+# run five times, and PostgreSQL's generic plan for it, made after a few searches for 100 documents (a
+# sequential scan, right for 300 chunks of 10,000), then served every search: 55 ms instead of 15 for
+# k = 10 on SciFact.
 FILTERS = (
     "(%(prefix)s::text IS NULL OR starts_with(source, %(prefix)s))"
     " AND (%(types)s::text[] IS NULL OR content_type = ANY(%(types)s))"
@@ -132,7 +136,8 @@ def nearest_chunks(
             scan_settings.append(sql.SQL("SET LOCAL hnsw.iterative_scan = strict_order"))
         if scan_settings:  # one round trip for all
             connection.execute(sql.SQL("; ").join(scan_settings))
-        rows = connection.execute(NEAREST, {"q": vector, "limit": limit, **filters.params()}).fetchall()
+        params = {"q": vector, "limit": limit, **filters.params()}
+        rows = connection.execute(NEAREST, params, prepare=False).fetchall()
     return [_hit(row) for row in rows]
 
 
@@ -154,7 +159,7 @@ def keyword_chunks(
         "limit": limit,
         **filters.params(),
     }
-    return [_hit(row) for row in connection.execute(KEYWORD, params).fetchall()]
+    return [_hit(row) for row in connection.execute(KEYWORD, params, prepare=False).fetchall()]
 
 
 def _hit(row: tuple[Any, ...]) -> ChunkHit:
