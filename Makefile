@@ -15,7 +15,7 @@ JEMALLOC ?= $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
 MALLOC_CONF ?= dirty_decay_ms:-1,muzzy_decay_ms:-1
 PRELOAD := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=$(MALLOC_CONF))
 
-.PHONY: help install lock lock-check jemalloc run test test-fast lint format typecheck clean bench image image-test
+.PHONY: help install lock lock-check jemalloc run test test-fast lint format typecheck clean bench eval image image-test
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -92,3 +92,6 @@ bench: install jemalloc  ## measure speed and memory side by side; writes bench/
 	$(BENCH_ENV) $(BIN)/python -m bench.backends
 	$(BENCH_ENV) $(BIN)/python -m bench.init
 	$(BENCH_ENV) $(BIN)/python -m bench.threads
+
+eval: install jemalloc  ## search quality on BEIR SciFact, every mode, beside the published figures (minutes)
+	$(BENCH_ENV) $(BIN)/python -m bench.eval $(EVAL_ARGS)
