@@ -184,10 +184,14 @@ def main() -> None:
         "--no-encode-comparison", action="store_true", help="skip timing bare encode (as long as indexing)"
     )
     args = parser.parse_args()
+    from embedding_engine.cli import exit_on_sigterm
+
+    exit_on_sigterm()  # so the PostgreSQL it starts stops with it when it is killed
     if args.model_dir:
         os.environ.update(MODEL_PATH=str(args.model_dir.resolve()), MODEL_ID=args.model_id)
-    with tempfile.TemporaryDirectory() as folder:
-        results = run(args.dataset, Path(folder) / "pgdata", compare_encode=not args.no_encode_comparison)
+    # Not a TemporaryDirectory: it would delete the data before the server stops, which orphans it.
+    pgdata = Path(tempfile.mkdtemp(prefix="embeddings-eval-")) / "pgdata"  # removed with the server
+    results = run(args.dataset, pgdata, compare_encode=not args.no_encode_comparison)
     results["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     print(table(results))
     name = results["model"].rsplit("/", 1)[-1]
