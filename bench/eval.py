@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import unquote, urlparse
 
 from bench.report import markdown_row
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DATASET = REPO.parent / "shared" / "datasets" / "scifact"
 DOCUMENTS = REPO / ".cache" / "eval" / "scifact-documents"
-MODES: tuple[Mode, ...] = ("vector", "keyword", "hybrid")
+MODES: tuple[Mode, ...] = get_args(Mode)
 # Published nDCG@10 on the SciFact test split (the dataset's SOURCE.md): MTEB for the dense models,
 # the BEIR paper (Thakur et al., 2021) for BM25 (Elasticsearch).
 PUBLISHED = {

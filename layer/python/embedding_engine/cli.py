@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from embedding_engine.api.search import DEFAULT_MODE, SearchRequest, search
 from embedding_engine.deadline import Deadline
@@ -20,6 +20,7 @@ from embedding_engine.engine import Engine
 from embedding_engine.errors import DocumentError, StoreUnavailableError
 from embedding_engine.indexing.documents import SUPPORTED_EXTENSIONS
 from embedding_engine.indexing.pipeline import Indexer, PreparedDocument
+from embedding_engine.indexing.retrieval import GroupBy, Mode
 from embedding_engine.local_db import start_local_postgres
 from embedding_engine.settings import Settings
 
@@ -36,8 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     find.add_argument("query")
     find.add_argument("-k", type=int, default=5)
     find.add_argument("--source-prefix", default=None)
-    find.add_argument("--mode", choices=("vector", "keyword", "hybrid"), default=DEFAULT_MODE)
-    find.add_argument("--group-by", choices=("chunk", "document"), default="chunk")
+    find.add_argument("--mode", choices=get_args(Mode), default=DEFAULT_MODE)
+    find.add_argument("--group-by", choices=get_args(GroupBy), default="chunk")
     serving = commands.add_parser("serve", parents=[common], help="serve the HTTP API (`make run`)")
     serving.add_argument("--host", default="127.0.0.1")
     serving.add_argument("--port", type=int, default=8080)
