@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 from embedding_engine.api.app import create_app  # noqa: E402
 from embedding_engine.engine import Engine  # noqa: E402
 from embedding_engine.events import EventRoute, dispatch  # noqa: E402
+from embedding_engine.events.batch_operations import BatchOperationTasks  # noqa: E402
 from embedding_engine.events.http import HttpRequest  # noqa: E402
 from embedding_engine.events.records import DocumentRecords  # noqa: E402
 from embedding_engine.events.warmup import WarmupPing  # noqa: E402
@@ -26,10 +27,11 @@ from embedding_engine.settings import Settings  # noqa: E402
 engine = Engine.start(Settings.from_env(), init_started=INIT_STARTED)
 app = create_app(engine)
 http = HttpRequest(app)
-# Order matters: pings and records are recognised before anything is handed to Mangum.
+# Order matters: pings, records and tasks are recognised before anything is handed to Mangum.
 routes: tuple[EventRoute, ...] = (
     WarmupPing(engine.embedder, engine.state),
     DocumentRecords(engine.indexer),
+    BatchOperationTasks(engine.indexer),
     http,
 )
 engine.finish_init(http_warmup=http.warm_up)
@@ -38,6 +40,7 @@ engine.finish_init(http_warmup=http.warm_up)
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: Any, context: LambdaContext) -> Any:
-    """Route one invocation: warm-up ping, S3/SQS records, or an HTTP request."""
+    """Route one invocation: warm-up ping, S3/SQS records, S3 Batch Operations tasks, or an HTTP
+    request."""
     engine.state.record_invocation()
     return dispatch(event, context, routes)

@@ -29,7 +29,7 @@ def dispatch(event: Any, context: Any, routes: tuple[EventRoute, ...]) -> Any:
     raise UnsupportedEventError(
         f"Unsupported event: {shape}. This function takes API Gateway (REST or HTTP API), ALB and "
         'Function URL requests, warm-up pings ({"warmup": true} or an EventBridge "Scheduled Event"), '
-        "and S3/SQS document records."
+        "S3/SQS document records, and S3 Batch Operations tasks."
     )
 
 

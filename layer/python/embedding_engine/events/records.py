@@ -171,15 +171,16 @@ def _notification(record: SQSRecord) -> Any:
         ) from None
 
 
-def log_failure(error: Exception, *, message_id: str | None, source: str | None) -> None:
-    """One log line per failed record: the message, the object, the error's type and a reason that
-    cannot hold document text. Documents and messages at fault are warnings; the rest errors."""
+def log_failure(error: Exception, *, source: str | None, **record_id: str | None) -> None:
+    """One log line per failed record: its id (`message_id=`, `task_id=`), the object, the error's
+    type and a reason that cannot hold document text. Documents and messages at fault are warnings;
+    the rest errors."""
     at_fault = isinstance(error, (DocumentError, MalformedNotificationError, DeadlineExceededError))
     log = logger.warning if at_fault else logger.error
     log(
         "record failed",
         extra={
-            "message_id": message_id,
+            **record_id,
             "source": source,
             "error_type": type(error).__name__,
             "reason": failure_reason(error),

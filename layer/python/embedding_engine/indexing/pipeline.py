@@ -83,6 +83,9 @@ class Indexer:
             # PostgreSQL text cannot hold a NUL: nothing of this key was ever stored, nor ever can be.
             reason = f"{event.source!r} has a NUL character (%00) in its key, which PostgreSQL cannot store."
             return self._done(IndexOutcome("skipped", event.source, reason=reason))
+        if event.key.endswith("/") and event.action == "created":
+            # The S3 console's "Create folder" (and S3 Inventory lists them): a marker, not a document.
+            return self._done(IndexOutcome("skipped", event.source, reason="a folder marker, not a document"))
         if event.action == "removed":
             applied = self.store.delete_document(event.source, sequencer=event.sequencer)
             return self._done(IndexOutcome("deleted" if applied else "stale", event.source))
