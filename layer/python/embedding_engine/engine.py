@@ -104,11 +104,16 @@ class Engine:
 def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     """The document store, connected during init (pre-warmed) when the database answers; if it does
     not, init goes on and the store reconnects on first use. A schema built for another model fails
-    init: vectors of different models must never be mixed."""
-    from embedding_engine.indexing.store import ChunkStore
-    from embedding_engine.secrets import database_url_from_secret, read_secret
+    init: vectors of different models must never be mixed. With DATABASE_SECRET_ARN, the secret is read
+    now (a missing or unusable one fails init), then again as it ages or when the password is refused."""
+    from embedding_engine.indexing.store import ChunkStore, UrlProvider
+    from embedding_engine.secrets import database_secret_url
 
-    url = settings.database_url or database_url_from_secret(read_secret(str(settings.database_secret_arn)))
+    url: str | UrlProvider
+    if settings.database_url:
+        url = settings.database_url
+    else:
+        url = database_secret_url(str(settings.database_secret_arn), max_age=settings.secrets_max_age_seconds)
     store = ChunkStore(
         url,
         model_id=embedder.model_id,

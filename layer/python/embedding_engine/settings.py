@@ -185,6 +185,9 @@ class Settings:
     # The document store (PostgreSQL + pgvector): a URL, or a Secrets Manager secret holding one.
     database_url: str | None = setting("DATABASE_URL", _text)
     database_secret_arn: str | None = setting("DATABASE_SECRET_ARN", _text)
+    # How long a value read from Secrets Manager (API_KEYS_SECRET_ARN, DATABASE_SECRET_ARN) is used
+    # before it is read again: a rotated secret reaches a warm container within this time at the latest.
+    secrets_max_age_seconds: int = setting("SECRETS_MAX_AGE_SECONDS", _integer, 300)
     max_document_bytes: int = setting("MAX_DOCUMENT_BYTES", _integer, 20 * 1024 * 1024)
     # Bounds on one document's work: characters of extracted text, and chunks.
     max_document_chars: int = setting("MAX_DOCUMENT_CHARS", _integer, 2_000_000)
