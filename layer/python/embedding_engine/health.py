@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -40,12 +41,24 @@ def health_report(engine: Engine) -> dict[str, Any]:
     }
 
 
+def metrics_function_name() -> str:
+    """The `function_name` dimension, resolved as Powertools resolves it for its ColdStart metric
+    (its variable, then the function's name; the context Powertools reads carries the same name), so
+    that a dashboard tells the API's containers from the indexer's. `local` outside Lambda."""
+    return (
+        os.environ.get("POWERTOOLS_METRICS_FUNCTION_NAME")
+        or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        or "local"
+    )
+
+
 def publish_init(timings: dict[str, float], strategy: str) -> None:
     """Log the init figures and publish them as their own EMF document (init has no invocation
-    to flush them with)."""
+    to flush them with), by function and load strategy."""
     memory = {"allocator": allocator(), **resident_mb()}
     logger.info("init complete", extra={"timings_ms": timings, "load_strategy": strategy, "memory": memory})
     init_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+    init_metrics.add_dimension(name="function_name", value=metrics_function_name())
     init_metrics.add_dimension(name="load_strategy", value=strategy)
     init_metrics.add_metric(name="ModelLoadMs", unit=MetricUnit.Milliseconds, value=timings["load"])
     init_metrics.add_metric(name="WarmupMs", unit=MetricUnit.Milliseconds, value=timings["warmup"])
