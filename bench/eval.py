@@ -102,7 +102,9 @@ def bare_encode(engine: Any, url: str, *, timed: bool) -> dict[str, Any]:
     (batches of ENCODE_BATCH_SIZE)."""
     import psycopg
 
-    with psycopg.connect(url) as connection:
+    from embedding_engine.indexing.schema import index_url
+
+    with psycopg.connect(index_url(url, engine.embedder.model_id)) as connection:
         texts = [row[0] for row in connection.execute("SELECT text FROM chunks ORDER BY id")]
     if not timed:
         return {"chunks": len(texts)}

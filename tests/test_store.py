@@ -130,10 +130,14 @@ def test_search_ranks_by_cosine_and_filters_by_prefix(store: ChunkStore, engine:
     assert store.nearest_chunks(query, limit=3, filters=SearchFilters("s3://docs/%")) == []
 
 
-def test_a_database_built_for_another_model_is_refused(store: ChunkStore, database_url: str) -> None:
-    for model_id, dimensions in (("sentence-transformers/all-mpnet-base-v2", 768), ("other/model", 384)):
-        with pytest.raises(StoreMismatchError, match="must never be mixed"):
-            ChunkStore(database_url, model_id=model_id, dimensions=dimensions).connect()
+def test_an_index_built_with_other_vectors_under_the_same_model_id_is_refused(
+    store: ChunkStore, engine: Any, database_url: str
+) -> None:
+    """Each model id has its own index (tests/test_indexes.py); the same id with vectors of another
+    size means MODEL_ID names another model: refused, never mixed."""
+    store.connect()
+    with pytest.raises(StoreMismatchError, match=r"own MODEL_ID .* must never be mixed"):
+        ChunkStore(database_url, model_id=engine.embedder.model_id, dimensions=768).connect()
 
 
 def test_a_dropped_connection_is_reopened(store: ChunkStore, engine: Any, database_url: str) -> None:

@@ -36,6 +36,18 @@ def test_the_queue_feeds_the_indexing_alias_with_partial_batch_failures() -> Non
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "IndexingMaxConcurrency"}}
     assert number("IndexingMaxConcurrency", "MinValue") >= 2  # SQS's minimum
+    # Batch Operations invokes the alias directly: only reserved concurrency caps it, when asked for.
+    reserved = template()["Resources"]["IndexingFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved == {
+        "Fn::If": [
+            "HasIndexingReservedConcurrency",
+            {"Ref": "IndexingReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert template()["Conditions"]["HasIndexingReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "IndexingReservedConcurrency"}, 0]}]
+    }
     assert props["BatchSize"] == {"Ref": "IndexingBatchSize"}
     assert props["MaximumBatchingWindowInSeconds"] == {"Ref": "IndexingBatchingWindow"}
     # Over 10 messages per batch Lambda requires a batching window; the parameter stays within 10.

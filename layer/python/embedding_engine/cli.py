@@ -1,6 +1,8 @@
 """Local indexing, search and serving without AWS: `python -m embedding_engine index PATH...`,
 `python -m embedding_engine search "query"` and `python -m embedding_engine serve` (`make run`),
-against DATABASE_URL or the local .pgdata PostgreSQL. Development only: not in the image."""
+against DATABASE_URL (or DATABASE_SECRET_ARN) or the local .pgdata PostgreSQL; the indexes of a
+database (`indexes`, `drop-index`); and S3 Batch Operations backfills (`backfill`). Development and
+operations only: not in the image."""
 
 from __future__ import annotations
 
@@ -26,28 +28,17 @@ from embedding_engine.settings import Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m embedding_engine", description=__doc__)
-    parser.add_argument("--pgdata", type=Path, default=Path(".pgdata"), help="local database folder")
-    common = argparse.ArgumentParser(add_help=False)  # --pgdata after the command works too
-    common.add_argument("--pgdata", type=Path, default=argparse.SUPPRESS, help="local database folder")
-    commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("index", parents=[common], help="index files and folders (recursively)")
-    index.add_argument("paths", nargs="+", type=Path)
-    find = commands.add_parser("search", parents=[common], help="print the chunks nearest to a query")
-    find.add_argument("query")
-    find.add_argument("-k", type=int, default=5)
-    find.add_argument("--source-prefix", default=None)
-    find.add_argument("--mode", choices=get_args(Mode), default=DEFAULT_MODE)
-    find.add_argument("--group-by", choices=get_args(GroupBy), default="chunk")
-    serving = commands.add_parser("serve", parents=[common], help="serve the HTTP API (`make run`)")
-    serving.add_argument("--host", default="127.0.0.1")
-    serving.add_argument("--port", type=int, default=8080)
-    args = parser.parse_args(argv)
-
+    args = parser().parse_args(argv)
     exit_on_sigterm()
+    if args.command == "backfill":  # AWS only: no model, no database
+        from embedding_engine import backfill
+
+        return backfill.run(args)
     settings = Settings.from_env()
     if not settings.store_configured:
         settings = replace(settings, database_url=start_local_postgres(args.pgdata))
+    if args.command in ("indexes", "drop-index"):  # the database only: no model
+        return manage_indexes(args, settings)
     engine = Engine.start(settings, init_started=time.perf_counter())
     if args.command == "serve":
         from embedding_engine.serve import serve
@@ -67,10 +58,81 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def parser() -> argparse.ArgumentParser:
+    """The commands and their arguments."""
+    from embedding_engine import backfill
+
+    parser = argparse.ArgumentParser(prog="python -m embedding_engine", description=__doc__)
+    parser.add_argument("--pgdata", type=Path, default=Path(".pgdata"), help="local database folder")
+    common = argparse.ArgumentParser(add_help=False)  # --pgdata after the command works too
+    common.add_argument("--pgdata", type=Path, default=argparse.SUPPRESS, help="local database folder")
+    commands = parser.add_subparsers(dest="command", required=True)
+    index = commands.add_parser("index", parents=[common], help="index files and folders (recursively)")
+    index.add_argument("paths", nargs="+", type=Path)
+    find = commands.add_parser("search", parents=[common], help="print the chunks nearest to a query")
+    find.add_argument("query")
+    find.add_argument("-k", type=int, default=5)
+    find.add_argument("--source-prefix", default=None)
+    find.add_argument("--mode", choices=get_args(Mode), default=DEFAULT_MODE)
+    find.add_argument("--group-by", choices=get_args(GroupBy), default="chunk")
+    serving = commands.add_parser("serve", parents=[common], help="serve the HTTP API (`make run`)")
+    serving.add_argument("--host", default="127.0.0.1")
+    serving.add_argument("--port", type=int, default=8080)
+    commands.add_parser("indexes", parents=[common], help="list the database's indexes (one per model)")
+    drop = commands.add_parser("drop-index", parents=[common], help="drop an index no function uses")
+    drop.add_argument("name", help="the index's schema, as `indexes` lists it")
+    drop.add_argument("--yes", action="store_true", help="do not ask to type the name again")
+    drop.add_argument("--force", action="store_true", help="drop it even while connections use it")
+    backfill.add_arguments(
+        commands.add_parser("backfill", help="index a bucket's objects with S3 Batch Operations")
+    )
+    return parser
+
+
 def exit_on_sigterm() -> None:
     """SIGTERM ends the process as Ctrl-C does, through its exit handlers, so the local PostgreSQL it
     started stops with it (uvicorn, once shut down, re-raises the signal to the handler found here)."""
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
+def manage_indexes(args: argparse.Namespace, settings: Settings) -> int:
+    """`indexes`: each index (one PostgreSQL schema per model) with its size and the connections using
+    it, this configuration's marked `*`; `drop-index NAME`: drop one, after confirmation."""
+    import psycopg
+
+    from embedding_engine.errors import IndexNotDroppedError
+    from embedding_engine.indexing.indexes import drop_index, list_indexes
+    from embedding_engine.indexing.schema import index_schema
+
+    with psycopg.connect(database_url(settings), autocommit=True) as connection:
+        if args.command == "indexes":
+            ours = index_schema(settings.model_id)
+            print(f"  {'index':<56}{'model':<48}{'documents':>10}{'chunks':>10}{'MB':>9}{'in use':>8}")
+            for index in list_indexes(connection):
+                mark = "*" if index.schema == ours else " "
+                print(
+                    f"{mark} {index.schema:<56}{index.model_id:<48}{index.documents:>10}{index.chunks:>10}"
+                    f"{index.bytes / 1e6:>9.1f}{index.sessions:>8}"
+                )
+            return 0
+        if not args.yes and input(f"Type {args.name} to drop it and all its chunks: ").strip() != args.name:
+            print("Not dropped.", file=sys.stderr)
+            return 1
+        try:
+            dropped = drop_index(connection, args.name, force=args.force)
+        except IndexNotDroppedError as refused:
+            print(refused, file=sys.stderr)
+            return 2
+    counts = f"{dropped.documents} documents, {dropped.chunks} chunks"
+    print(f"Dropped {dropped.schema} ({dropped.model_id}: {counts}).")
+    return 0
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the URL in DATABASE_SECRET_ARN's secret."""
+    from embedding_engine.secrets import database_url_from_secret, read_secret
+
+    return settings.database_url or database_url_from_secret(read_secret(str(settings.database_secret_arn)))
 
 
 def index_paths(indexer: Indexer, paths: Sequence[Path]) -> int:

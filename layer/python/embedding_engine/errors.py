@@ -122,6 +122,10 @@ class StoreMismatchError(Exception):
     """The database holds vectors of another model or dimension: mixing them would corrupt search."""
 
 
+class IndexNotDroppedError(Exception):
+    """`drop-index` refused: no index of that name, or one a function is still using."""
+
+
 class ObjectSkippedError(Exception):
     """An S3 object deliberately not indexed (gone, or over the size cap): acknowledged, not retried."""
 
