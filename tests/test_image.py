@@ -24,6 +24,7 @@ from helpers import cosine_rows, http_api_event, load_event, log_records, reques
 from lambda_container import IMAGE, Conditions, LambdaContainer, container_command, lambda_container
 from runtime_api import Result
 from tcp_forward import tcp_database_url
+from test_batch_operations import task_event
 
 pytestmark = pytest.mark.image
 
@@ -160,6 +161,19 @@ def test_an_sqs_batch_is_indexed_and_a_bad_document_fails_alone(
     search = http_api_event(json.dumps({"query": "how do bees make honey?", "k": 1}), "/search")
     [hit] = body_of(container.invoke(search))["hits"]
     assert hit["source"] == flow.source("notes/bees.txt")
+
+
+def test_a_batch_operations_task_indexes_an_object_s3_never_notified(
+    booted: tuple[LambdaContainer, Result, Conditions], make_flow: MakeFlow
+) -> None:
+    container, _, _ = booted
+    flow = make_flow(events=())  # in the bucket before the stack: no notification
+    flow.upload("history/lighthouse.html")
+
+    [result] = container.invoke(task_event(flow, "history/lighthouse.html")).json()["results"]
+
+    assert result["resultCode"] == "Succeeded" and result["resultString"].startswith("indexed: ")
+    assert flow.chunks("history/lighthouse.html")
 
 
 def test_only_the_runtime_runs_and_sigterm_stops_it(
