@@ -26,8 +26,9 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from aws import REGION, Aws
-from embedding_engine import backfill
-from embedding_engine.backfill import Clients, execute
+from embedding_engine import backfill, backfill_job
+from embedding_engine.backfill import execute
+from embedding_engine.backfill_job import Clients
 from embedding_engine.backfill_manifest import (
     CSV_FORMAT,
     INVENTORY_FORMAT,
@@ -208,14 +209,14 @@ def stack(aws: Aws, outputs: dict[str, Any]) -> tuple[str, str]:
 def test_the_targets_come_from_the_stack_and_options_override_them(aws: Aws, s3control: Stubber) -> None:
     name, operations = stack(aws, OUTPUTS)
 
-    target = backfill.resolve_target(parse("s3://b/p", "--stack", name), clients(s3control))
-    assert target == backfill.Target(FUNCTION_ARN, ROLE_ARN, operations)
+    target = backfill_job.resolve_target(parse("s3://b/p", "--stack", name), clients(s3control))
+    assert target == backfill_job.Target(FUNCTION_ARN, ROLE_ARN, operations)
 
     other_role = f"arn:aws:iam::{ACCOUNT}:role/other"
-    target = backfill.resolve_target(
+    target = backfill_job.resolve_target(
         parse("s3://b/p", "--stack", name, "--role-arn", other_role), clients(s3control)
     )
-    assert target == backfill.Target(FUNCTION_ARN, other_role, operations)
+    assert target == backfill_job.Target(FUNCTION_ARN, other_role, operations)
 
 
 def test_a_missing_output_or_stack_is_one_line_saying_what_to_fix(

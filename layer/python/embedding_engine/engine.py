@@ -106,7 +106,8 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     not, init goes on and the store reconnects on first use. A schema built for another model fails
     init: vectors of different models must never be mixed. With DATABASE_SECRET_ARN, the secret is read
     now (a missing or unusable one fails init), then again as it ages or when the password is refused."""
-    from embedding_engine.indexing.store import ChunkStore, UrlProvider
+    from embedding_engine.indexing.connect import UrlProvider
+    from embedding_engine.indexing.store import ChunkStore
     from embedding_engine.secrets import database_secret_url
 
     url: str | UrlProvider

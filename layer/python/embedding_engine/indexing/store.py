@@ -8,18 +8,18 @@ out-of-order events therefore never duplicate rows nor resurrect a deleted docum
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
 from embedding_engine.errors import StoreUnavailableError
+from embedding_engine.indexing.connect import UrlProvider, connect
 from embedding_engine.indexing.schema import ensure_schema
 from embedding_engine.indexing.search_sql import (
     ChunkHit,
@@ -36,20 +36,6 @@ SEQUENCER_WIDTH = 64
 # How long keyword search trusts its count of chunks and their average length (BM25's corpus
 # figures, a full scan to take): a few minutes of other containers' indexing barely moves them.
 CORPUS_MAX_AGE_SECONDS = 300.0
-# PostgreSQL refusing a login: SQLSTATE 28P01 (invalid_password) or 28000
-# (invalid_authorization_specification). libpq gives psycopg no SQLSTATE for a connection that failed
-# (`sqlstate` is None), so the server's messages for those codes are matched too (English, as on RDS).
-REFUSED_LOGIN_SQLSTATES = frozenset({"28P01", "28000"})
-REFUSED_LOGIN = re.compile(
-    r'authentication failed for user|no pg_hba\.conf entry|pg_hba\.conf rejects|role ".*" does not exist'
-)
-
-
-class UrlProvider(Protocol):
-    """Where the database is: called for each new connection; with `refresh=True` after the database
-    refused the credentials, to read them again now (a rotated password)."""
-
-    def __call__(self, *, refresh: bool = False) -> str: ...
 
 
 def normalize_sequencer(sequencer: str) -> str:
@@ -236,7 +222,7 @@ class ChunkStore:
             return self._connection
         from pgvector.psycopg import register_vector
 
-        connection = self._connect()
+        connection = connect(self._url, timeout=self._connect_timeout)
         try:
             ensure_schema(
                 connection,
@@ -250,29 +236,6 @@ class ChunkStore:
             raise
         self._connection = connection
         return connection
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        def connect(url: str) -> psycopg.Connection[Any]:
-            return psycopg.connect(url, autocommit=True, connect_timeout=self._connect_timeout)
-
-        if isinstance(self._url, str):
-            return connect(self._url)
-        url = self._url()
-        try:
-            return connect(url)
-        except psycopg.OperationalError as exc:
-            if not refused_login(exc):
-                raise
-            fresh = self._url(refresh=True)
-            if fresh == url:  # not rotated (or read again too recently): the same refusal
-                raise
-            logger.warning("the database refused the credentials; connecting with those read again")
-        return connect(fresh)
-
-
-def refused_login(error: psycopg.OperationalError) -> bool:
-    """True when PostgreSQL refused the login (wrong password or user), not for other failures."""
-    return error.sqlstate in REFUSED_LOGIN_SQLSTATES or REFUSED_LOGIN.search(str(error)) is not None
 
 
 def chunk_id(source: str, index: int) -> str:
