@@ -41,11 +41,7 @@ def texts_from(value: Any, param: str) -> list[str]:
         if all(isinstance(item, str) for item in value):
             return value
         if all(_is_token_ids(item) for item in value):
-            raise InvalidInputError(
-                f"`{param}` holds token ids; this service takes text only. Send strings: the "
-                "service tokenizes with its own model's tokenizer.",
-                param=param,
-            )
+            raise InvalidInputError(token_ids_refusal(param, batch=isinstance(value[0], list)), param=param)
         index, item = next((i, item) for i, item in enumerate(value) if not isinstance(item, str))
         raise SchemaError(
             f"`{param}` must be a string or an array of strings; item {index} is {json_type(item)}.",
@@ -54,6 +50,23 @@ def texts_from(value: Any, param: str) -> list[str]:
     raise SchemaError(
         f"`{param}` must be a string or an array of strings, not {json_type(value)}.", param=param
     )
+
+
+def token_ids_refusal(param: str, *, batch: bool) -> str:
+    """Why token ids are refused, and what to change. A batch of token-id arrays is what LangChain's
+    `OpenAIEmbeddings` sends by default (tiktoken's cl100k ids, meaningless to this model): name the
+    setting that makes it send text."""
+    message = (
+        f"`{param}` holds token ids; this service takes text only. Send strings: the service tokenizes "
+        "with its own model's tokenizer."
+    )
+    if batch:
+        message += (
+            " LangChain's OpenAIEmbeddings sends token ids unless created with "
+            "check_embedding_ctx_length=False: set it (long texts are then cut to the model's maximum "
+            "sequence length here, not split by tiktoken)."
+        )
+    return message
 
 
 def _is_token_ids(item: Any) -> bool:
