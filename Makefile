@@ -22,12 +22,13 @@ help:  ## this list
 
 install: $(VENV)/.installed  ## the virtualenv in .venv (runtime, development and the layer package)
 
-$(VENV)/.installed: requirements-torch.txt requirements.txt requirements-dev.txt layer/pyproject.toml
+$(VENV)/.installed: requirements-torch.txt requirements.txt requirements-dev.txt requirements-dev-nodeps.txt layer/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e 'layer[indexing,runtime,onnx,local]'
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-dev-nodeps.txt
 	touch $@
 
 # The hashed lock of layer/pyproject.toml (its dependencies, [indexing], [runtime] and [onnx]) for every platform the image
