@@ -112,7 +112,9 @@ def make_client(engine: Any) -> Any:
 # Tiers, from what a test needs: `unit` (the real model, nothing else: `make test-fast`), or
 # `integration` (PostgreSQL, moto's AWS APIs, or a subprocess); `slow` ones boot processes.
 INTEGRATION_FIXTURES = frozenset({"database_url", "aws", "secrets_manager"})
-PROCESS_BOOTING_MODULES = frozenset({"test_lambda_boot", "test_local_server", "test_frameworks"})
+PROCESS_BOOTING_MODULES = frozenset(
+    {"test_lambda_boot", "test_local_server", "test_frameworks", "test_docs_browser"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

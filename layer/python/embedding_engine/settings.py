@@ -180,6 +180,8 @@ class Settings:
     encode_batch_size: int = setting("ENCODE_BATCH_SIZE", _integer, 32)
     api_keys: tuple[str, ...] = setting("API_KEYS", _api_keys, ())
     api_keys_secret_arn: str | None = setting("API_KEYS_SECRET_ARN", _text)
+    # GET /openapi.json and /docs without a key; None (unset): open unless API keys are configured.
+    docs_public: bool | None = setting("DOCS_PUBLIC", _flag, None)
     # Set by Lambda during init: "on-demand", "provisioned-concurrency" or "snap-start".
     initialization_type: str | None = setting("AWS_LAMBDA_INITIALIZATION_TYPE", _text)
     # The document store (PostgreSQL + pgvector): a URL, or a Secrets Manager secret holding one.
@@ -214,6 +216,11 @@ class Settings:
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys or self.api_keys_secret_arn)
+
+    @property
+    def docs_open(self) -> bool:
+        """Whether the API's description (/openapi.json, /docs) is served without a key."""
+        return not self.auth_enabled if self.docs_public is None else self.docs_public
 
     @property
     def store_configured(self) -> bool:

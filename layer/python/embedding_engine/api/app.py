@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from embedding_engine.api import openai, search, tei
+from embedding_engine.api import docs, openai, search, tei
 from embedding_engine.api.http import (
     RESPONSE_LIMIT_KEY,
     error_response,
@@ -69,8 +69,13 @@ def create_app(engine: Engine, *, model_thread: Executor | None = None) -> Starl
         "search": model_endpoint(search.SearchRequest, partial(search_chunks, engine)),
         "health": partial(health, engine),
     }
+    # /openapi.json publishes the very models the endpoints validate with.
+    request_models: dict[str, type[BaseModel]] = {
+        name: e.request_type for name, e in endpoints.items() if isinstance(e, ModelEndpoint)
+    }
+    endpoints.update(docs.endpoints(settings, request_models))
     routes = [
-        Route(spec.path, guarded(endpoints[spec.endpoint], spec, api_keys), methods=[spec.method])
+        Route(spec.path, guarded(endpoints[spec.endpoint], spec, api_keys, settings), methods=[spec.method])
         for spec in ROUTES
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
@@ -80,13 +85,14 @@ def create_app(engine: Engine, *, model_thread: Executor | None = None) -> Starl
     return app
 
 
-def guarded(endpoint: Endpoint, spec: RouteSpec, api_keys: ApiKeys) -> Endpoint:
-    """Check the API key (unless the route is public), and turn every error into the route's
+def guarded(endpoint: Endpoint, spec: RouteSpec, api_keys: ApiKeys, settings: Settings) -> Endpoint:
+    """Check the API key (unless the route is open to all), and turn every error into the route's
     dialect: never a bare 500."""
+    open_to_all = spec.open_to_all(settings)
 
     async def run(request: Request) -> Response:
         try:
-            if not spec.public:
+            if not open_to_all:
                 api_keys.check(request.headers.get("authorization"))
             return await endpoint(request)
         except ServiceError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embedding_engine.api.http import Dialect
+from embedding_engine.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,11 @@ class RouteSpec:
     method: str
     dialect: Dialect = Dialect.OPENAI
     public: bool = False  # no API key needed
+    docs: bool = False  # the API's description: no API key needed when DOCS_PUBLIC is on
+
+    def open_to_all(self, settings: Settings) -> bool:
+        """Whether the route is served without an API key."""
+        return self.public or (self.docs and settings.docs_open)
 
 
 ROUTES = (
@@ -22,8 +28,14 @@ ROUTES = (
     RouteSpec("embed", "/embed", "POST", Dialect.TEI),
     RouteSpec("search", "/search", "POST"),
     RouteSpec("health", "/health", "GET", public=True),
+    RouteSpec("openapi", "/openapi.json", "GET", docs=True),
+    RouteSpec("docs", "/docs", "GET", docs=True),  # Swagger UI, and its files below
+    RouteSpec("docs_asset", "/docs/{asset}", "GET", docs=True),
 )
-ROUTES_HELP = "Routes: POST /v1/embeddings, POST /embed, POST /search, GET /health."
+ROUTES_HELP = (
+    "Routes: POST /v1/embeddings, POST /embed, POST /search, GET /health; "
+    "GET /openapi.json describes them, GET /docs shows it."
+)
 
 
 def route_at(path: str) -> RouteSpec | None:
