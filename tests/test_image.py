@@ -176,6 +176,23 @@ def test_a_batch_operations_task_indexes_an_object_s3_never_notified(
     assert flow.chunks("history/lighthouse.html")
 
 
+def test_the_docs_page_and_its_vendored_files_are_served_from_the_image(
+    booted: tuple[LambdaContainer, Result, Conditions],
+) -> None:
+    """/docs, Swagger UI's files and /openapi.json come from the package in the image: nothing is fetched."""
+    container, _, _ = booted
+    answers = {}
+    for path in ("/docs", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/openapi.json"):
+        event = load_event("apigw_http_v2_health")
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["routeKey"] = event["requestContext"]["routeKey"] = f"GET {path}"
+        answers[path] = container.invoke(event).json()
+
+    assert {path: answer["statusCode"] for path, answer in answers.items()} == dict.fromkeys(answers, 200)
+    assert "swagger-ui-bundle.js" in answers["/docs"]["body"]
+    assert "/search" in json.loads(answers["/openapi.json"]["body"])["paths"]
+
+
 def test_only_the_runtime_runs_and_sigterm_stops_it(
     booted: tuple[LambdaContainer, Result, Conditions],
 ) -> None:
