@@ -18,7 +18,7 @@ from typing import Any, get_args
 
 from embedding_engine.api.search import DEFAULT_MODE, SearchRequest, search
 from embedding_engine.deadline import Deadline
-from embedding_engine.engine import Engine
+from embedding_engine.engine import Engine, store_url
 from embedding_engine.errors import DocumentError, StoreUnavailableError
 from embedding_engine.indexing.documents import SUPPORTED_EXTENSIONS
 from embedding_engine.indexing.pipeline import Indexer, PreparedDocument
@@ -98,13 +98,12 @@ def exit_on_sigterm() -> None:
 def manage_indexes(args: argparse.Namespace, settings: Settings) -> int:
     """`indexes`: each index (one PostgreSQL schema per model) with its size and the connections using
     it, this configuration's marked `*`; `drop-index NAME`: drop one, after confirmation."""
-    import psycopg
-
     from embedding_engine.errors import IndexNotDroppedError
+    from embedding_engine.indexing.connect import connect
     from embedding_engine.indexing.indexes import drop_index, list_indexes
     from embedding_engine.indexing.schema import index_schema
 
-    with psycopg.connect(database_url(settings), autocommit=True) as connection:
+    with connect(store_url(settings), timeout=5) as connection:
         if args.command == "indexes":
             ours = index_schema(settings.model_id)
             print(f"  {'index':<56}{'model':<48}{'documents':>10}{'chunks':>10}{'MB':>9}{'in use':>8}")
@@ -126,13 +125,6 @@ def manage_indexes(args: argparse.Namespace, settings: Settings) -> int:
     counts = f"{dropped.documents} documents, {dropped.chunks} chunks"
     print(f"Dropped {dropped.schema} ({dropped.model_id}: {counts}).")
     return 0
-
-
-def database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the URL in DATABASE_SECRET_ARN's secret."""
-    from embedding_engine.secrets import database_url_from_secret, read_secret
-
-    return settings.database_url or database_url_from_secret(read_secret(str(settings.database_secret_arn)))
 
 
 def index_paths(indexer: Indexer, paths: Sequence[Path]) -> int:

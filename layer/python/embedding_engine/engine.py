@@ -18,6 +18,7 @@ from embedding_engine.observability import logger
 from embedding_engine.settings import Settings
 
 if TYPE_CHECKING:  # the indexing modules (psycopg, pypdf...) load only when a store is configured
+    from embedding_engine.indexing.connect import UrlProvider
     from embedding_engine.indexing.pipeline import Indexer
     from embedding_engine.indexing.store import ChunkStore
 
@@ -106,17 +107,10 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     not, init goes on and the store reconnects on first use. A schema built for another model fails
     init: vectors of different models must never be mixed. With DATABASE_SECRET_ARN, the secret is read
     now (a missing or unusable one fails init), then again as it ages or when the password is refused."""
-    from embedding_engine.indexing.connect import UrlProvider
     from embedding_engine.indexing.store import ChunkStore
-    from embedding_engine.secrets import database_secret_url
 
-    url: str | UrlProvider
-    if settings.database_url:
-        url = settings.database_url
-    else:
-        url = database_secret_url(str(settings.database_secret_arn), max_age=settings.secrets_max_age_seconds)
     store = ChunkStore(
-        url,
+        store_url(settings),
         model_id=embedder.model_id,
         dimensions=embedder.dimensions,
         text_search_config=settings.text_search_config,
@@ -126,3 +120,13 @@ def open_store(settings: Settings, embedder: Embedder) -> ChunkStore:
     except StoreUnavailableError:
         logger.warning("document store unreachable during init; it will reconnect on first use")
     return store
+
+
+def store_url(settings: Settings) -> str | UrlProvider:
+    """DATABASE_URL, or DATABASE_SECRET_ARN's URL, read now (a missing or unusable secret fails here)
+    and kept current as the secret rotates."""
+    from embedding_engine.secrets import database_secret_url
+
+    if settings.database_url:
+        return settings.database_url
+    return database_secret_url(str(settings.database_secret_arn), max_age=settings.secrets_max_age_seconds)

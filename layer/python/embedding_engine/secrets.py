@@ -125,11 +125,6 @@ def database_secret_url(arn: str, *, max_age: int) -> SecretDatabaseUrl:
     return provider
 
 
-def read_secret(secret_arn: str) -> str:
-    """The secret's string value, read once (the CLI: a process that does not live long)."""
-    return Secret(secret_arn, max_age=1, min_interval=0.0).value()
-
-
 def database_url_from_secret(secret: str) -> str:
     """A database URL from a secret: the URL itself, or RDS's JSON (username, password, host...).
     A host that is a Unix-socket directory (`/var/run/postgresql`) is percent-encoded, as libpq reads it."""
