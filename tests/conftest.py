@@ -63,6 +63,19 @@ def stop_session(signum: int, _frame: FrameType | None) -> None:
     pytest.exit(f"stopped by {signal.Signals(signum).name}", returncode=128 + signum)
 
 
+@pytest.fixture
+def scratch_database(database_url: str) -> Iterator[str]:
+    """An empty database of its own on the session's server."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS scratch")
+        admin.execute("CREATE DATABASE scratch")
+    yield psycopg.conninfo.make_conninfo(database_url, dbname="scratch")
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE scratch WITH (FORCE)")
+
+
 @pytest.fixture(scope="session")
 def handler_module(database_url: str) -> Iterator[Any]:
     """`function/handler.py`, imported once: this is Lambda's init (model load, warm-up, and the

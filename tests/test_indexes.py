@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,6 @@ OLD_TEXT = "Lighthouse keepers trimmed the lamp at dusk so that ships could see 
 NEW_TEXT = "The harbour ferry leaves at seven each morning and returns before noon."
 
 
-@pytest.fixture
-def scratch(database_url: str) -> Iterator[str]:
-    """An empty database of its own on the session's server."""
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS indexes_scratch")
-        admin.execute("CREATE DATABASE indexes_scratch")
-    yield psycopg.conninfo.make_conninfo(database_url, dbname="indexes_scratch", options="")
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE indexes_scratch WITH (FORCE)")
-
-
 def indexed(url: str, engine: Any, model_id: str, documents: dict[str, str]) -> ChunkStore:
     """A store of `model_id` on `url` holding `documents` (source: text), one chunk each."""
     store = ChunkStore(url, model_id=model_id, dimensions=engine.embedder.dimensions)
@@ -63,16 +51,18 @@ def found(store: ChunkStore, engine: Any, query: str) -> set[str]:
     return {hit.source for hit in hits}
 
 
-def test_a_new_model_fills_its_own_index_while_search_reads_the_old_one(engine: Any, scratch: str) -> None:
-    served = indexed(scratch, engine, engine.embedder.model_id, {"s3://d/old.txt": OLD_TEXT})
+def test_a_new_model_fills_its_own_index_while_search_reads_the_old_one(
+    engine: Any, scratch_database: str
+) -> None:
+    served = indexed(scratch_database, engine, engine.embedder.model_id, {"s3://d/old.txt": OLD_TEXT})
     reindexing = indexed(
-        scratch, engine, NEXT_MODEL, {"s3://d/old.txt": OLD_TEXT, "s3://d/new.txt": NEW_TEXT}
+        scratch_database, engine, NEXT_MODEL, {"s3://d/old.txt": OLD_TEXT, "s3://d/new.txt": NEW_TEXT}
     )
 
     assert found(served, engine, "harbour ferry") == {"s3://d/old.txt"}  # untouched by the reindex
-    switched = ChunkStore(scratch, model_id=NEXT_MODEL, dimensions=engine.embedder.dimensions)
+    switched = ChunkStore(scratch_database, model_id=NEXT_MODEL, dimensions=engine.embedder.dimensions)
     assert "s3://d/new.txt" in found(switched, engine, "harbour ferry")  # a container of the new model
-    with psycopg.connect(scratch) as connection:
+    with psycopg.connect(scratch_database) as connection:
         indexes = {index.model_id: index for index in list_indexes(connection)}
     assert {model: (index.schema, index.documents, index.chunks) for model, index in indexes.items()} == {
         engine.embedder.model_id: (index_schema(engine.embedder.model_id), 1, 1),
@@ -83,10 +73,12 @@ def test_a_new_model_fills_its_own_index_while_search_reads_the_old_one(engine: 
         store.close()
 
 
-def test_an_index_in_use_is_refused_and_dropping_another_leaves_it_whole(engine: Any, scratch: str) -> None:
-    served = indexed(scratch, engine, engine.embedder.model_id, {"s3://d/old.txt": OLD_TEXT})
-    old = indexed(scratch, engine, NEXT_MODEL, {"s3://d/new.txt": NEW_TEXT})
-    with psycopg.connect(scratch, autocommit=True) as admin:
+def test_an_index_in_use_is_refused_and_dropping_another_leaves_it_whole(
+    engine: Any, scratch_database: str
+) -> None:
+    served = indexed(scratch_database, engine, engine.embedder.model_id, {"s3://d/old.txt": OLD_TEXT})
+    old = indexed(scratch_database, engine, NEXT_MODEL, {"s3://d/new.txt": NEW_TEXT})
+    with psycopg.connect(scratch_database, autocommit=True) as admin:
         with pytest.raises(IndexNotDroppedError, match=r"in use by 1 connection"):
             drop_index(admin, index_schema(NEXT_MODEL))
         with pytest.raises(IndexNotDroppedError, match=r"No index named 'nope' .*index_all_minilm"):
@@ -102,12 +94,12 @@ def test_an_index_in_use_is_refused_and_dropping_another_leaves_it_whole(engine:
 
 
 def test_an_index_from_before_schemas_moves_to_its_model_and_another_model_s_stays(
-    engine: Any, scratch: str
+    engine: Any, scratch_database: str
 ) -> None:
     """A first-release database keeps its index in `public`. A function of another model leaves it
     there (listed, droppable); a function of its own model moves it into its schema, rows and all."""
     [vector] = engine.embedder.embed([OLD_TEXT])
-    with psycopg.connect(scratch, autocommit=True) as connection:
+    with psycopg.connect(scratch_database, autocommit=True) as connection:
         for statement in OLD_SCHEMA.split(";"):
             if statement.strip():
                 connection.execute(statement.encode())
@@ -120,18 +112,18 @@ def test_an_index_from_before_schemas_moves_to_its_model_and_another_model_s_sta
             " VALUES ('x', 's3://d/old.txt', '1', 0, %s, %s::vector)",
             (OLD_TEXT, str(vector.tolist())),
         )
-    other = indexed(scratch, engine, engine.embedder.model_id, {})
+    other = indexed(scratch_database, engine, engine.embedder.model_id, {})
     other.connect()
-    with psycopg.connect(scratch) as connection:
+    with psycopg.connect(scratch_database) as connection:
         assert [(i.schema, i.model_id) for i in list_indexes(connection)] == [
             (index_schema(engine.embedder.model_id), engine.embedder.model_id),
             ("public", NEXT_MODEL),
         ]
 
-    own = ChunkStore(scratch, model_id=NEXT_MODEL, dimensions=384)
+    own = ChunkStore(scratch_database, model_id=NEXT_MODEL, dimensions=384)
 
     assert found(own, engine, "lighthouse lamp") == {"s3://d/old.txt"}
-    with psycopg.connect(scratch) as connection:
+    with psycopg.connect(scratch_database) as connection:
         assert [(i.schema, i.documents) for i in list_indexes(connection)] == [
             (index_schema(engine.embedder.model_id), 0),
             (index_schema(NEXT_MODEL), 1),
@@ -141,10 +133,10 @@ def test_an_index_from_before_schemas_moves_to_its_model_and_another_model_s_sta
     own.close()
 
 
-def test_the_cli_lists_indexes_and_drops_one_only_when_confirmed(engine: Any, scratch: str) -> None:
-    indexed(scratch, engine, engine.embedder.model_id, {"s3://d/old.txt": OLD_TEXT}).close()
-    indexed(scratch, engine, NEXT_MODEL, {"s3://d/new.txt": NEW_TEXT}).close()
-    env = {**os.environ, "DATABASE_URL": scratch, "HF_HUB_OFFLINE": "1"}
+def test_the_cli_lists_indexes_and_drops_one_only_when_confirmed(engine: Any, scratch_database: str) -> None:
+    indexed(scratch_database, engine, engine.embedder.model_id, {"s3://d/old.txt": OLD_TEXT}).close()
+    indexed(scratch_database, engine, NEXT_MODEL, {"s3://d/new.txt": NEW_TEXT}).close()
+    env = {**os.environ, "DATABASE_URL": scratch_database, "HF_HUB_OFFLINE": "1"}
 
     def cli(*arguments: str, answer: str = "") -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "embedding_engine", *arguments]

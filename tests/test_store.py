@@ -204,17 +204,6 @@ CREATE TABLE chunks (id text PRIMARY KEY,
 """
 
 
-@pytest.fixture
-def scratch_database(database_url: str) -> Iterator[str]:
-    """An empty database of its own on the session's server."""
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS scratch")
-        admin.execute("CREATE DATABASE scratch")
-    yield psycopg.conninfo.make_conninfo(database_url, dbname="scratch")
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE scratch WITH (FORCE)")
-
-
 def test_a_database_from_before_keyword_search_is_upgraded_in_place(
     engine: Any, scratch_database: str
 ) -> None:
